@@ -1,0 +1,3 @@
+from intracoder.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Face extraction: detect -> dense landmarks -> align -> mask -> faceset on disk."""
