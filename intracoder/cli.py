@@ -19,6 +19,7 @@ from intracoder.errors import UserError  # noqa: E402
 COMMANDS = [
     "intracoder.commands.extract",
     "intracoder.commands.inspect",
+    "intracoder.commands.verify",
 ]
 
 

@@ -1,0 +1,58 @@
+"""Shared fixtures: real faces from the bundled portraits, and ../shared/facedata when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("INTRACODER_NO_PROGRESS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+FACEDATA = Path(__file__).resolve().parents[1].parent / "shared" / "facedata"
+
+
+@pytest.fixture(scope="session")
+def facedata() -> Path:
+    if not (FACEDATA / "person_a.mp4").exists():
+        pytest.skip("../shared/facedata is not present")
+    return FACEDATA
+
+
+@pytest.fixture(scope="session")
+def finder():
+    """MTCNN + face mesh, loaded once for the whole session."""
+    from intracoder.faces.extract import FaceFinder
+
+    return FaceFinder()
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """Short H.264 clips rendered from the two bundled portraits (moving, zooming,
+    rotating +-20 degrees, lighting changes)."""
+    from intracoder.samples import render_clip, write_clip
+
+    root = tmp_path_factory.mktemp("clips")
+    out = {}
+    for name in ("grace_hopper", "astronaut"):
+        clip = render_clip(name, n_frames=12, size=256, seed=1)
+        write_clip(clip.frames, root / f"{name}.mp4")
+        out[name] = root / f"{name}.mp4"
+    return out
+
+
+@pytest.fixture(scope="session")
+def facesets(tmp_path_factory, clips, finder) -> tuple[Path, Path]:
+    """(dir_a, dir_b): 12 aligned 128-px crops each, A = grace_hopper, B = astronaut."""
+    from intracoder.faces.extract import ExtractConfig, extract
+
+    root = tmp_path_factory.mktemp("facesets")
+    dirs = []
+    for side, name in (("a", "grace_hopper"), ("b", "astronaut")):
+        out = root / side
+        extract(ExtractConfig(input=str(clips[name]), out_dir=str(out), size=128, largest=True),
+                finder=finder)
+        dirs.append(out)
+    return dirs[0], dirs[1]
