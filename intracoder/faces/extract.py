@@ -6,8 +6,10 @@ face is cut exactly the way the training faces were.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +44,10 @@ class ExtractConfig:
     batch_size: int = field(default=8, metadata={"help": "frames per MTCNN batch"})
     debug: str | None = field(default=None, metadata={
         "help": "folder for frames drawn with boxes, landmarks and crop outlines"})
+    reference: list[str] | None = field(default=None, metadata={
+        "help": "image of the person to keep (dlib identity embedding); others are dropped"})
+    threshold: float = field(default=0.6, metadata={
+        "help": "largest identity distance to a --reference face that counts as the same person"})
 
 
 @dataclass
@@ -57,13 +63,16 @@ class ExtractSummary:
     faces_written: int = 0
     frames_without_face: int = 0
     frames_skipped: int = 0
+    faces_rejected: int = 0  # found, but not the --reference person
     seconds: float = 0.0
 
     def line(self) -> str:
         rate = self.frames_read / self.seconds if self.seconds else 0.0
         return (f"{self.frames_read} frames read ({rate:.1f}/s), {self.faces_written} faces written, "
                 f"{self.frames_without_face} frames without a face, "
-                f"{self.frames_skipped} frames already done")
+                f"{self.frames_skipped} frames already done"
+                + (f", {self.faces_rejected} faces of other people dropped"
+                   if self.faces_rejected else ""))
 
 
 class FaceFinder:
@@ -107,6 +116,11 @@ def face_meta(source: str, frame: int, face_index: int, face: FoundFace, matrix:
                     pitch=round(pitch, 2), roll=round(roll, 2), version=__version__)
 
 
+def _write_all(crops) -> None:
+    for path, crop, mask, meta in crops:
+        write_face(path, crop, mask, meta)
+
+
 def _prepare_out_dir(out_dir: Path) -> bool:
     """Create OUT_DIR if needed; True when this run created it."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -129,34 +143,64 @@ def extract(config: ExtractConfig, finder: FaceFinder | None = None) -> ExtractS
     debug_dir = Path(config.debug) if config.debug else None
     if debug_dir:
         debug_dir.mkdir(parents=True, exist_ok=True)
+    identity = None
+    if config.reference:
+        from intracoder.metrics.identity import IdentityFilter
+
+        identity = IdentityFilter.from_images(config.reference, config.threshold)
     if finder is None and len(done) < len(wanted):
         finder = FaceFinder(config.min_size, config.min_confidence, config.largest)
     start = time.perf_counter()
     bar = progress(total=len(wanted) - len(done), unit="frame", desc="extract")
 
+    # Crops are encoded and written on a worker thread (PNG encoding releases the GIL)
+    # while the next batch is detected; a frame enters the index only once its files exist.
+    writer = ThreadPoolExecutor(max_workers=1)
+    pending: list = []
+
+    def commit_pending() -> None:
+        for future, frame, files, rows, n_faces in pending:
+            future.result()
+            index.mark_frame(frame.source, frame.index, files, rows)
+            summary.frames_read += 1
+            summary.faces_written += n_faces
+            summary.frames_without_face += not n_faces
+        if pending:
+            index.save()
+            bar.update(len(pending))
+        pending.clear()
+
     def flush(batch) -> None:
+        jobs = []
         for frame, faces in zip(batch, finder.find([f.image for f in batch])):
-            files, rows = [], []
+            files, rows, crops = [], [], []
+            kept = []
             for i, face in enumerate(faces):
+                # The face index stays the detector's, so it is stable with or without a filter.
+                if identity is not None:
+                    same, dist = identity.keeps(frame.image, face.detection.box)
+                    summary.faces_rejected += not same
+                    if not same:
+                        continue
+                kept.append(face)
                 crop, mask, matrix = crop_face(frame.image, face.landmarks, config.face_type,
                                                config.size)
                 meta = face_meta(frame.source, frame.index, i, face, matrix, crop, mask,
                                  config.face_type, config.size)
+                if identity is not None:
+                    meta.extra["identity_distance"] = round(dist, 4)
                 name = face_filename(frame.source, frame.index, i, config.format)
-                write_face(out_dir / name, crop, mask, meta)
+                crops.append((out_dir / name, crop, mask, meta))
                 files.append(name)
                 rows.append({"source": frame.source, "frame": frame.index, "face_index": i,
                              "confidence": round(meta.confidence, 4), "blur": meta.blur,
                              "yaw": meta.yaw, "pitch": meta.pitch, "roll": meta.roll,
                              "face_type": config.face_type, "size": config.size})
             if debug_dir:
-                debug_draw.write_debug_frame(debug_dir, frame, faces, config.face_type, config.size)
-            index.mark_frame(frame.source, frame.index, files, rows)
-            summary.frames_read += 1
-            summary.faces_written += len(faces)
-            summary.frames_without_face += not faces
-        index.save()
-        bar.update(len(batch))
+                debug_draw.write_debug_frame(debug_dir, frame, kept, config.face_type, config.size)
+            jobs.append((writer.submit(_write_all, crops), frame, files, rows, len(kept)))
+        commit_pending()
+        pending.extend(jobs)
 
     try:
         batch = []
@@ -169,12 +213,20 @@ def extract(config: ExtractConfig, finder: FaceFinder | None = None) -> ExtractS
                 batch = [last] if last is not None else []
         if batch:
             flush(batch)
+        commit_pending()
     finally:
+        # On an error or Ctrl-C, finished writes still enter the index so a rerun skips them.
+        writer.shutdown(wait=True)
+        with contextlib.suppress(BaseException):
+            commit_pending()
         bar.close()
         summary.seconds = time.perf_counter() - start
     if not index.faces:
         if created:
             shutil.rmtree(out_dir, ignore_errors=True)
+        if summary.faces_rejected:
+            raise UserError(f"{config.input}: none of the {summary.faces_rejected} faces found "
+                            f"matches --reference (try a higher --threshold than {config.threshold})")
         raise UserError(f"{config.input}: no face found in {summary.frames_read} frames "
                         f"(try a lower --min-size or --min-confidence)")
     return summary

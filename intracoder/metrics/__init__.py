@@ -1,0 +1,1 @@
+"""Measuring results: alignment stability, identity, expression, flicker, reconstruction."""
