@@ -19,8 +19,16 @@ from intracoder.errors import UserError  # noqa: E402
 COMMANDS = [
     "intracoder.commands.extract",
     "intracoder.commands.inspect",
+    "intracoder.commands.demo",
+    "intracoder.commands.evaluate",
+    "intracoder.commands.train",
+    "intracoder.commands.train_refiner",
     "intracoder.commands.verify",
+    "intracoder.commands.convert",
 ]
+
+# Commands that never touch Keras or TensorFlow, so they start instantly.
+LIGHT_COMMANDS = {"inspect", "verify"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command not in LIGHT_COMMANDS:
+            from intracoder.quiet import import_backend
+
+            import_backend()
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"intracoder: error: {exc}", file=sys.stderr)

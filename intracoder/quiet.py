@@ -38,3 +38,15 @@ def import_tensorflow():
     with native_stderr_silenced():
         import tensorflow as tf
     return tf
+
+
+def import_backend() -> None:
+    """Load Keras and its backend (and TensorFlow, which mtcnn needs, when installed) with
+    their native start-up notices silenced."""
+    import importlib.util
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with native_stderr_silenced():
+        if importlib.util.find_spec("tensorflow") is not None:
+            import tensorflow  # noqa: F401
+        import keras  # noqa: F401

@@ -56,3 +56,18 @@ def facesets(tmp_path_factory, clips, finder) -> tuple[Path, Path]:
                 finder=finder)
         dirs.append(out)
     return dirs[0], dirs[1]
+
+
+@pytest.fixture(scope="session")
+def quick_model(tmp_path_factory, facesets) -> Path:
+    """A quick-preset model (64 px) trained for a few seconds on ``facesets``: A =
+    grace_hopper, B = astronaut. Its swaps are crude, but it has every part a real model
+    has, so convert runs exactly as it would on a well-trained one."""
+    from intracoder.training.config import TrainConfig
+    from intracoder.training.loop import train
+
+    model_dir = tmp_path_factory.mktemp("quick_model") / "model"
+    train(TrainConfig(a=str(facesets[0]), b=str(facesets[1]), model=str(model_dir),
+                      preset="quick", iterations=12, batch_size=4, lr=5e-4, preview_every=0,
+                      autosave_minutes=0), {})
+    return model_dir

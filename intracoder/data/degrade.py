@@ -1,0 +1,128 @@
+"""Self-supervised samples for the refiner: a clean face, and the face as a decoder returns it.
+
+A decoder's output differs from the real face in three ways the refiner must undo: it is
+soft (the autoencoder's bottleneck and pixel losses blur detail), its geometry is slightly
+off, and its colours follow the training faces rather than the frame it is pasted into. The
+degradation imitates each with albumentations: Gaussian blur, a small grid distortion, and
+strong independent colour, brightness, contrast, hue and per-channel shifts. The reference
+is the undegraded face, so the only way to get the colours right is to read them from it.
+
+Before degrading, every sample also gets a mild shared affine, flip and colour jitter (input,
+reference and target alike): it multiplies a few hundred faces into many poses and skin tones,
+so the network cannot get away with painting the faceset's average colour.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+
+import albumentations as A
+import cv2
+import numpy as np
+
+_local = threading.local()  # albumentations transforms carry their own RNG: one per thread
+
+
+@dataclass(frozen=True)
+class Sample:
+    """uint8 arrays: face, reference (RGB, R x R x 3), mask (R x R), target (2R x 2R x 3),
+    target_mask (2R x 2R)."""
+
+    face: np.ndarray
+    reference: np.ndarray
+    mask: np.ndarray
+    target: np.ndarray
+    target_mask: np.ndarray
+
+
+def _degrader() -> A.Compose:
+    if not hasattr(_local, "degrader"):
+        _local.degrader = A.Compose([
+            A.GaussianBlur(blur_limit=0, sigma_limit=(0.4, 1.3), p=0.9),
+            A.GridDistortion(num_steps=4, distort_limit=(-0.06, 0.06),
+                             border_mode=cv2.BORDER_REPLICATE, p=0.7),
+            A.ColorJitter(brightness=(0.7, 1.3), contrast=(0.7, 1.3), saturation=(0.7, 1.3),
+                          hue=(-0.05, 0.05), p=1.0),
+            A.RGBShift(r_shift_limit=20, g_shift_limit=20, b_shift_limit=20, p=0.8),
+        ])
+    return _local.degrader
+
+
+def _shared_jitter() -> A.ColorJitter:
+    if not hasattr(_local, "jitter"):
+        _local.jitter = A.ColorJitter(brightness=(0.8, 1.2), contrast=(0.8, 1.2),
+                                      saturation=(0.8, 1.2), hue=(-0.03, 0.03), p=1.0)
+    return _local.jitter
+
+
+def degrade(face: np.ndarray, seed: int) -> np.ndarray:
+    """The face (uint8 RGB) as a decoder might return it; the same seed gives the same bytes."""
+    degrader = _degrader()
+    degrader.set_random_seed(seed)
+    return degrader(image=face)["image"]
+
+
+def make_sample(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+                augment: bool = True) -> Sample:
+    """One training (or, with ``augment`` off, evaluation) sample from a clean 2R crop."""
+    size = image.shape[0]
+    if augment:
+        centre = (size - 1) / 2.0
+        m = cv2.getRotationMatrix2D((centre, centre), float(rng.uniform(-5, 5)),
+                                    float(rng.uniform(0.95, 1.05)))
+        m[:, 2] += rng.uniform(-0.03, 0.03, 2) * size
+        if rng.random() < 0.5:
+            m = np.array([[-1.0, 0.0, size - 1.0], [0.0, 1.0, 0.0]]) @ np.vstack([m, [0, 0, 1]])
+        image = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+        mask = cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        jitter = _shared_jitter()
+        jitter.set_random_seed(int(rng.integers(2**31)))
+        image = jitter(image=image)["image"]
+    half = size // 2
+    # INTER_AREA: how the training faces are shrunk from their crops (data/dataset.py).
+    reference = cv2.resize(image, (half, half), interpolation=cv2.INTER_AREA)
+    small_mask = cv2.resize(mask, (half, half), interpolation=cv2.INTER_AREA)
+    face = degrade(reference, int(rng.integers(2**31)))
+    return Sample(face, reference, small_mask, image, mask)
+
+
+def _to_float(arrays: list[np.ndarray], channel: bool = False) -> np.ndarray:
+    out = np.multiply(np.stack(arrays), np.float32(1 / 255), dtype=np.float32)
+    return out[..., None] if channel else out
+
+
+class RefinerDataset:
+    """Batch i is x = (face, reference, mask) at R, y = (target, target_mask) at 2R, float32
+    in [0, 1], RGB. Like PairDataset, a batch is a pure function of (seed, i), so a resumed
+    run sees the batches an uninterrupted one would, and Prefetcher can build them."""
+
+    def __init__(self, images: np.ndarray, masks: np.ndarray, batch_size: int, seed: int = 0):
+        if len(images) == 0:
+            raise ValueError("the refiner needs at least one training face")
+        self.images, self.masks = images, masks
+        self.batch_size, self.seed = batch_size, seed
+
+    @lru_cache(maxsize=8)
+    def _order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
+
+    def __getitem__(self, iteration: int):
+        n, first = len(self.images), iteration * self.batch_size
+        rng = np.random.default_rng([self.seed, iteration, 7])
+        samples = [make_sample(self.images[i], self.masks[i], rng)
+                   for i in (int(self._order(k // n)[k % n])
+                             for k in range(first, first + self.batch_size))]
+        return batch_arrays(samples)
+
+
+def batch_arrays(samples: list[Sample]):
+    """Samples as the (x, y) float batch Refiner.train_on_batch takes."""
+    x = (_to_float([s.face for s in samples]), _to_float([s.reference for s in samples]),
+         _to_float([s.mask for s in samples], channel=True))
+    y = (_to_float([s.target for s in samples]),
+         _to_float([s.target_mask for s in samples], channel=True))
+    return x, y

@@ -1,0 +1,163 @@
+"""The numbers that score a swap (REFERENCE.md section 5): identity, expression and pose
+kept, flicker, and each decoder's reconstruction of held-out faces.
+
+Everything here is deterministic (no sampling at random), so two runs on the same inputs
+give the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from intracoder.errors import UserError
+from intracoder.faces.faceset import list_faces, read_face
+from intracoder.faces.masks import LEFT_EYE, RIGHT_EYE, head_pose
+from intracoder.metrics.identity import SAME_PERSON, distance, embed
+
+def mesh_box(points_xy: np.ndarray) -> tuple[float, float, float, float]:
+    """A face box from dense landmarks, so frames and crops are boxed the same way."""
+    lo, hi = points_xy.min(0), points_xy.max(0)
+    return float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])
+
+
+def inter_ocular(points_xy: np.ndarray) -> float:
+    return float(np.linalg.norm(points_xy[list(LEFT_EYE)].mean(0) - points_xy[list(RIGHT_EYE)].mean(0)))
+
+
+def faceset_embedding(folder: str | Path, samples: int) -> np.ndarray:
+    """Mean dlib embedding of up to ``samples`` evenly spaced crops of a faceset."""
+    paths = list_faces(folder)
+    if not paths:
+        raise UserError(f"{folder}: faceset is empty")
+    picks = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, samples).round().astype(int))]
+    embs = []
+    for p in picks:
+        face = read_face(p)
+        e = embed(face.image, mesh_box(face.meta.landmarks_in_crop()))
+        if e is not None:
+            embs.append(e)
+    if not embs:
+        raise UserError(f"{folder}: no identity embedding could be computed from its faces")
+    return np.mean(embs, axis=0)
+
+
+@dataclass
+class FrameScore:
+    frame: int
+    swapped_found: bool
+    dist_b: float | None = None  # swapped face to the target person's mean
+    dist_a: float | None = None  # swapped face to the source person's mean
+    source_dist_b: float | None = None
+    source_dist_a: float | None = None
+    landmark_error: float | None = None  # mean 468-point distance / inter-ocular distance
+    yaw_diff: float | None = None
+    pitch_diff: float | None = None
+    roll_diff: float | None = None
+
+
+def identity_summary(to_target: list[float], to_source: list[float]) -> dict:
+    t, s = np.asarray(to_target), np.asarray(to_source)
+    if not len(t):
+        return {"frames": 0}
+    return {"frames": int(len(t)), "mean_distance_to_target": float(t.mean()),
+            "mean_distance_to_source": float(s.mean()),
+            "share_under_threshold": float((t < SAME_PERSON).mean()),
+            "retrieval": float((t < s).mean())}
+
+
+def score_frames(finder, source_frames: list[np.ndarray], swapped_frames: list[np.ndarray],
+                 indices: list[int], target_mean: np.ndarray, source_mean: np.ndarray
+                 ) -> tuple[list[FrameScore], float]:
+    """Per-frame scores and the temporal-stability ratio (output flicker / source flicker
+    inside the face region; 1.0 = no flicker added)."""
+    scores = []
+    out_change, src_change = [], []
+    prev = None
+    batch = 8
+    for start in range(0, len(source_frames), batch):
+        src_b = source_frames[start:start + batch]
+        sw_b = swapped_frames[start:start + batch]
+        for k, (src, sw, f_src, f_sw) in enumerate(zip(src_b, sw_b, finder.find(src_b),
+                                                       finder.find(sw_b))):
+            i = indices[start + k]
+            score = FrameScore(frame=i, swapped_found=bool(f_sw))
+            if f_src:
+                s = f_src[0]
+                e_src = embed(src, mesh_box(s.landmarks[:, :2]))
+                if e_src is not None:
+                    score.source_dist_b = distance(e_src, target_mean)
+                    score.source_dist_a = distance(e_src, source_mean)
+                mask = _face_region(s.landmarks[:, :2], src.shape[:2])
+                if prev is not None and prev[0] == i - 1 and prev[1].shape == src.shape:
+                    src_change.append(_mean_abs(src, prev[1], mask))
+                    out_change.append(_mean_abs(sw, prev[2], mask))
+                prev = (i, src, sw)
+            if f_src and f_sw:
+                s, o = f_src[0], f_sw[0]
+                e = embed(sw, mesh_box(o.landmarks[:, :2]))
+                if e is not None:
+                    score.dist_b = distance(e, target_mean)
+                    score.dist_a = distance(e, source_mean)
+                iod = inter_ocular(s.landmarks[:, :2])
+                err = np.linalg.norm(o.landmarks[:, :2] - s.landmarks[:, :2], axis=1).mean()
+                score.landmark_error = float(err / max(iod, 1e-6))
+                ps, po = head_pose(s.landmarks), head_pose(o.landmarks)
+                score.yaw_diff, score.pitch_diff, score.roll_diff = (
+                    float(abs(a - b)) for a, b in zip(po, ps))
+            scores.append(score)
+    ratio = float(np.sum(out_change) / np.sum(src_change)) if src_change and np.sum(src_change) else float("nan")
+    return scores, ratio
+
+
+def _face_region(points_xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    hull = cv2.convexHull(np.round(points_xy).astype(np.int32))
+    cv2.fillConvexPoly(mask, hull, 1)
+    return mask.astype(bool)
+
+
+def _mean_abs(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    if not mask.any():
+        return 0.0
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16))[mask].mean())
+
+
+def reconstruction(model, folder: str | Path, names: list[str], decoder: str) -> dict:
+    """SSIM and PSNR of a decoder's rebuild of held-out faces of its own person."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    res = model.config.resolution
+    paths = [Path(folder) / n for n in names if (Path(folder) / n).exists()]
+    if not paths:
+        return {"faces": 0}
+    faces = np.stack([cv2.resize(read_face(p).image, (res, res), interpolation=cv2.INTER_AREA)[..., ::-1]
+                      for p in paths]).astype(np.float32) / 255.0
+    rgb, _ = model.decode(faces, decoder)
+    ssim = [structural_similarity(t, r, channel_axis=2, data_range=1.0) for t, r in zip(faces, rgb)]
+    psnr = [peak_signal_noise_ratio(t, np.clip(r, 0, 1), data_range=1.0) for t, r in zip(faces, rgb)]
+    return {"faces": len(paths), "ssim": float(np.mean(ssim)), "psnr": float(np.mean(psnr))}
+
+
+def summarise(scores: list[FrameScore], temporal_ratio: float) -> dict:
+    def mean(key):
+        vals = [getattr(s, key) for s in scores if getattr(s, key) is not None]
+        return float(np.mean(vals)) if vals else None
+
+    swapped = [s for s in scores if s.dist_b is not None]
+    source = [s for s in scores if s.source_dist_b is not None]
+    return {
+        "frames_scored": len(scores),
+        "frames_with_swapped_face": sum(s.swapped_found for s in scores),
+        "identity": {
+            "swapped": identity_summary([s.dist_b for s in swapped], [s.dist_a for s in swapped]),
+            "source_baseline": identity_summary([s.source_dist_b for s in source],
+                                                [s.source_dist_a for s in source]),
+        },
+        "expression": {"landmark_error_iod": mean("landmark_error"), "yaw_diff_deg": mean("yaw_diff"),
+                       "pitch_diff_deg": mean("pitch_diff"), "roll_diff_deg": mean("roll_diff")},
+        "temporal_stability": temporal_ratio,
+    }

@@ -1,0 +1,113 @@
+"""The three building blocks of the DFL/faceswap autoencoders, as serialisable Keras layers.
+
+Only keras layers and keras.ops are used so the same model trains and round-trips its
+weights under the tensorflow, jax and torch backends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers, ops
+
+PACKAGE = "intracoder"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Downscale(layers.Layer):
+    """5x5 stride-2 conv + LeakyReLU(0.1): halves the resolution, as in DFL's DownscaleBlock.
+
+    The large kernel with stride 2 (instead of conv + pooling) is what both anchors use; it
+    keeps the encoder shallow and cheap at the high resolutions where most pixels are.
+    """
+
+    def __init__(self, filters: int, kernel_size: int = 5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.conv = layers.Conv2D(filters, kernel_size, strides=2, padding="same",
+                                  name="conv")
+        self.act = layers.LeakyReLU(negative_slope=0.1)
+
+    def build(self, input_shape: tuple) -> None:
+        self.conv.build(input_shape)
+        self.built = True
+
+    def call(self, x):
+        return self.act(self.conv(x))
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return self.conv.compute_output_shape(input_shape)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "filters": self.filters,
+                "kernel_size": self.kernel_size}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Upscale(layers.Layer):
+    """3x3 conv to 4*filters channels, pixel shuffle to 2x resolution, LeakyReLU(0.1).
+
+    Pixel shuffle (sub-pixel conv) instead of a transposed conv avoids the checkerboard
+    artefacts that show up in decoded faces; it is DFL's and faceswap's choice.
+    """
+
+    def __init__(self, filters: int, kernel_size: int = 3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.conv = layers.Conv2D(filters * 4, kernel_size, padding="same", name="conv")
+        self.act = layers.LeakyReLU(negative_slope=0.1)
+
+    def build(self, input_shape: tuple) -> None:
+        self.conv.build(input_shape)
+        self.built = True
+
+    def call(self, x):
+        return self.act(ops.depth_to_space(self.conv(x), 2))
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        n, h, w, _ = input_shape
+        return (n, None if h is None else h * 2, None if w is None else w * 2, self.filters)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "filters": self.filters,
+                "kernel_size": self.kernel_size}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ResidualBlock(layers.Layer):
+    """Two 3x3 convs with LeakyReLU(0.2) and an identity skip, DFL's decoder ResidualBlock.
+
+    The skip lets the decoder add detail at each resolution without having to re-learn the
+    upscaled content, which is what sharpens faces early in training.
+    """
+
+    def __init__(self, filters: int, kernel_size: int = 3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.conv1 = layers.Conv2D(filters, kernel_size, padding="same", name="conv1")
+        self.conv2 = layers.Conv2D(filters, kernel_size, padding="same", name="conv2")
+        self.act1 = layers.LeakyReLU(negative_slope=0.2)
+        self.act2 = layers.LeakyReLU(negative_slope=0.2)
+
+    def build(self, input_shape: tuple) -> None:
+        if input_shape[-1] != self.filters:
+            raise ValueError(f"ResidualBlock({self.filters}) needs {self.filters} input "
+                             f"channels, got {input_shape[-1]}")
+        self.conv1.build(input_shape)
+        self.conv2.build(self.conv1.compute_output_shape(input_shape))
+        self.built = True
+
+    def call(self, x):
+        y = self.act1(self.conv1(x))
+        return self.act2(self.conv2(y) + x)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "filters": self.filters,
+                "kernel_size": self.kernel_size}

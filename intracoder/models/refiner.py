@@ -1,0 +1,152 @@
+"""The refiner: learned colour transfer and 2x upscaling of the decoder's face.
+
+Inputs are the generated face at R, the destination face at R (the colour reference) and the
+face mask at R. The reference enters the network only as a masked average over a coarse
+grid (``reference_grid`` cells per side). That choice:
+
+- per-channel statistics (what rct uses) describe one global colour cast, but real lighting
+  varies across the face (one cheek lit, the other in shadow); a coarse grid carries that;
+- a grid this coarse carries no identity detail, so the network cannot learn to copy the
+  destination person's features into the swapped face, only the light falling on them;
+- averaging inside the mask keeps hair and background out of the colour estimate, as rct's
+  masked statistics do.
+
+The face itself is pooled onto the same grid with the same mask; the difference of the two
+grids, spread smoothly over the face, is the shift that makes every cell's mean colour match
+the reference. The output is a bilinear 2x upscale of the shifted face plus a learned
+correction (global residual): an untrained refiner is already an upscaler with a local
+mean-colour transfer, and training only has to learn what that misses (contrast,
+saturation, hue, the blur). The shift is also an input, so the correction can scale it.
+
+The default grid is 4x4 (16 px cells at R = 64): fine enough for a light falling from one
+side, too coarse to carry the destination person's features (eyebrows, lips) into the
+swapped face, which a finer grid starts to do once the reference is another person.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from intracoder.models.blocks import PACKAGE, ResidualBlock, Upscale
+from intracoder.models.losses import blurred_mask, dssim, dssim_windows
+from intracoder.training.refiner_config import RefinerConfig
+
+__all__ = ["RefinerConfig", "Refiner", "build_refiner", "build_network", "refiner_loss"]
+
+_EPS = 1e-4
+
+
+def build_network(config: RefinerConfig) -> keras.Model:
+    """The functional network: (face, reference, mask) at R -> face at 2R, all in [0, 1]."""
+    res, cell = config.resolution, config.resolution // config.reference_grid
+    face = keras.Input((res, res, 3), name="face")
+    reference = keras.Input((res, res, 3), name="reference")
+    mask = keras.Input((res, res, 1), name="mask")
+    pool = layers.AveragePooling2D(cell, name="pool")
+    spread = layers.UpSampling2D(cell, interpolation="bilinear", name="spread")
+    coverage = pool(mask)
+    # Masked means: sum(x * m) / sum(m) per cell; cells with no face get weight ~0 below.
+    ref_grid = pool(reference * mask) / (coverage + _EPS)
+    face_grid = pool(face * mask) / (coverage + _EPS)
+    weight = ops.clip(coverage * 4.0, 0.0, 1.0)
+    shift = spread((ref_grid - face_grid) * weight)
+    shifted = layers.Add(name="shifted")([face, shift])
+    x = layers.Concatenate(name="inputs")([face, shifted, shift, spread(ref_grid * weight),
+                                           spread(weight), mask])
+    x = layers.Conv2D(config.filters, 3, padding="same", name="head")(x)
+    x = layers.LeakyReLU(negative_slope=0.2)(x)
+    trunk = x
+    for i in range(config.blocks):
+        x = ResidualBlock(config.filters, name=f"res{i}")(x)
+    x = layers.Add(name="trunk_skip")([x, trunk])
+    x = Upscale(config.up_filters, name="up")(x)
+    delta = layers.Conv2D(3, 3, padding="same", name="rgb")(x)
+    base = layers.UpSampling2D(2, interpolation="bilinear", name="base")(shifted)
+    out = layers.Add(name="out")([base, delta])
+    return keras.Model([face, reference, mask], out, name="refiner_net")
+
+
+def refiner_loss(target, pred, mask, config: RefinerConfig):
+    """Per-sample loss at 2R: masked L1 + DSSIM + L1 of the image gradients.
+
+    The mask is DFL's blurred, slightly grown loss mask (losses.blurred_mask), so the
+    feathered edge that blending mixes in is trained too. L1 rather than MSE because MSE's
+    optimum over uncertain detail is the blurry average; the gradient term pushes further
+    against blur, the usual failure of upscalers trained on pixel losses.
+    """
+    res = config.resolution * 2
+    target = ops.cast(target, "float32")
+    pred = ops.cast(pred, "float32")
+    m = blurred_mask(ops.cast(mask, "float32"), res)
+    t, p = target * m, pred * m
+    loss = config.l1_weight * ops.mean(ops.abs(t - p), axis=(1, 2, 3))
+    for size, weight in dssim_windows(res, config.dssim_weight):
+        loss = loss + weight * dssim(t, p, size)
+    if config.gradient_weight:
+        grad = ops.mean(ops.abs((t[:, 1:] - t[:, :-1]) - (p[:, 1:] - p[:, :-1])), axis=(1, 2, 3))
+        grad = grad + ops.mean(ops.abs((t[:, :, 1:] - t[:, :, :-1])
+                                       - (p[:, :, 1:] - p[:, :, :-1])), axis=(1, 2, 3))
+        loss = loss + config.gradient_weight * grad
+    return loss
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Refiner(keras.Model):
+    """call((face, reference, mask)) -> face at 2R.
+
+    train_on_batch(x=(face, reference, mask), y=(target_2R, mask_2R)) logs the loss.
+    Weights live in ``net`` so they save and load as one .weights.h5 file.
+    """
+
+    def __init__(self, config: RefinerConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.net = build_network(config)
+        self.built = True
+
+    def call(self, inputs, training: bool = False):
+        return self.net(list(inputs), training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if sample_weight is not None:
+            raise ValueError("Refiner does not support sample weights")
+        return ops.mean(refiner_loss(y[0], y_pred, y[1], self.config))
+
+    def refine(self, faces: np.ndarray, references: np.ndarray, masks: np.ndarray,
+               batch_size: int = 16) -> np.ndarray:
+        """float32 NHWC in [0, 1] (masks NHW1) at R -> float32 NHWC at 2R, clipped to [0, 1].
+
+        Short batches are padded to a power of two, as SwapModel.decode does, so only a few
+        batch shapes are ever traced.
+        """
+        res = self.config.resolution
+        if faces.ndim != 4 or faces.shape[1:] != (res, res, 3):
+            raise ValueError(f"faces must be N x {res} x {res} x 3, got {faces.shape}")
+        outs = [np.zeros((0, 2 * res, 2 * res, 3), np.float32)]
+        for start in range(0, len(faces), batch_size):
+            parts = [np.asarray(a[start:start + batch_size], np.float32)
+                     for a in (faces, references, masks)]
+            n = len(parts[0])
+            padded = min(batch_size, 1 << (n - 1).bit_length())
+            if padded > n:
+                parts = [np.concatenate([p, np.zeros((padded - n,) + p.shape[1:], np.float32)])
+                         for p in parts]
+            out = self.net.predict_on_batch(parts)
+            outs.append(np.asarray(out, np.float32)[:n])
+        return np.clip(np.concatenate(outs), 0.0, 1.0)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable, "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Refiner:
+        config = dict(config)
+        return cls(RefinerConfig(**config.pop("config")), **config)
+
+
+def build_refiner(config: RefinerConfig) -> Refiner:
+    return Refiner(config, name="refiner")

@@ -1,0 +1,176 @@
+"""The one config of a training run, and how a stored config meets new flags on resume.
+
+Every field is a ``train`` option (intracoder/config.py maps them one to one). Fields marked
+``run`` say where the data is, when to stop and how often to save or draw: they may change
+from one run to the next. All other fields define the model or the training recipe; they
+are frozen into the model folder, and on resume a flag that contradicts them is an error,
+because silently ignoring it would train something other than what the user asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from intracoder.errors import UserError
+from intracoder.models.config import PRESETS, LossConfig, ModelConfig
+from intracoder.models.config import preset as model_preset
+
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+LOSS_FIELDS = tuple(f.name for f in dataclasses.fields(LossConfig))
+_LOSS = LossConfig()
+
+
+def _run(help_: str, **extra: Any) -> dict:
+    return {"help": help_, "run": True, **extra}
+
+
+def _recipe(help_: str, **extra: Any) -> dict:
+    return {"help": help_, **extra}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # Where, when to stop, how often to save: may change between runs.
+    a: str | None = field(default=None, metadata=_run("folder of extracted faces of person A"))
+    b: str | None = field(default=None, metadata=_run("folder of extracted faces of person B"))
+    model: str | None = field(default=None, metadata=_run(
+        "model folder: created on the first run, resumed on later runs"))
+    iterations: int | None = field(default=None, metadata=_run(
+        "stop when the model reaches this many iterations in total"))
+    minutes: float | None = field(default=None, metadata=_run("stop after this many minutes"))
+    resume: bool = field(default=False, metadata=_run(
+        "require an existing model folder instead of creating one"))
+    workers: int = field(default=2, metadata=_run("threads that augment batches"))
+    prefetch: int = field(default=4, metadata=_run("batches prepared ahead of the model"))
+    autosave_minutes: float = field(default=10.0, metadata=_run(
+        "save every this many minutes (0: only when training stops)"))
+    save_every: int = field(default=0, metadata=_run(
+        "also save every this many iterations (0: off)"))
+    keep_backups: int = field(default=3, metadata=_run("previous checkpoints to keep"))
+    preview_every: int = field(default=250, metadata=_run(
+        "iterations between preview.png / loss.png updates (0: off)"))
+    log_every: int = field(default=10, metadata=_run(
+        "iterations averaged into one loss-history point"))
+    rollback_every: int = field(default=100, metadata=_run(
+        "iterations between in-memory copies of good weights, the NaN-rollback target"))
+    tensorboard: bool = field(default=False, metadata=_run(
+        "also write TensorBoard scalars to MODEL/logs (needs TensorFlow installed)"))
+    mixed_precision: str = field(default="off", metadata=_run(
+        "compute in bf16 or fp16 (GPU only); weights stay float32",
+        choices=["off", "bf16", "fp16"]))
+
+    # The recipe: frozen into the model folder on the first run.
+    preset: str = field(default="df128", metadata=_recipe(
+        "model size preset", choices=sorted(PRESETS)))
+    resolution: int | None = field(default=None, metadata=_recipe(
+        "face size in and out, a multiple of 16; None: the preset's"))
+    e_dims: int | None = field(default=None, metadata=_recipe(
+        "encoder base width; None: the preset's"))
+    ae_dims: int | None = field(default=None, metadata=_recipe(
+        "bottleneck width; None: the preset's"))
+    d_dims: int | None = field(default=None, metadata=_recipe(
+        "decoder base width; None: the preset's"))
+    d_mask_dims: int | None = field(default=None, metadata=_recipe(
+        "mask branch base width; None: the preset's"))
+    batch_size: int = field(default=8, metadata=_recipe("faces per side per iteration"))
+    lr: float = field(default=5e-5, metadata=_recipe("Adam learning rate"))
+    clipnorm: float = field(default=0.0, metadata=_recipe(
+        "clip each gradient to this norm (0: off)"))
+    dssim_weight: float = field(default=_LOSS.dssim_weight, metadata=_recipe("DSSIM weight"))
+    mse_weight: float = field(default=_LOSS.mse_weight, metadata=_recipe("pixel MSE weight"))
+    mask_weight: float = field(default=_LOSS.mask_weight, metadata=_recipe("mask MSE weight"))
+    eyes_mouth_priority: bool = field(default=_LOSS.eyes_mouth_priority, metadata=_recipe(
+        "extra L1 weight inside eye and mouth hulls drawn from the landmarks"))
+    priority_weight: float = field(default=_LOSS.priority_weight, metadata=_recipe(
+        "weight of the eyes/mouth term"))
+    masked: bool = field(default=_LOSS.masked, metadata=_recipe(
+        "compare faces only inside the face mask"))
+    seed: int = field(default=0, metadata=_recipe("seed of batch order and augmentation"))
+    held_out_every: int = field(default=20, metadata=_recipe(
+        "every Nth face (by name) is kept out of training, for evaluate (0: none)"))
+    rotation: float = field(default=10.0, metadata=_recipe("random rotation, +- degrees"))
+    scale: float = field(default=0.05, metadata=_recipe("random scale, +- fraction"))
+    shift: float = field(default=0.05, metadata=_recipe("random shift, +- fraction of size"))
+    random_warp: bool = field(default=True, metadata=_recipe(
+        "DFL random grid warp of the input (not the target)"))
+    warp_std: float = field(default=0.24, metadata=_recipe(
+        "warp control-point spread, in grid cells (DFL: 0.24)"))
+    flip: float = field(default=0.0, metadata=_recipe("probability of a horizontal flip"))
+    brightness: float = field(default=0.2, metadata=_recipe("brightness jitter, +- fraction"))
+    contrast: float = field(default=0.2, metadata=_recipe("contrast jitter, +- fraction"))
+    saturation: float = field(default=0.2, metadata=_recipe("saturation jitter, +- fraction"))
+    hue: float = field(default=0.03, metadata=_recipe("hue jitter, +- fraction of the circle"))
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, message: str) -> None:
+            if not ok:
+                raise UserError(message)
+
+        check(self.batch_size >= 1, "--batch-size must be at least 1")
+        check(self.iterations is None or self.iterations >= 0, "--iterations must be >= 0")
+        check(self.minutes is None or self.minutes > 0, "--minutes must be positive")
+        check(self.workers >= 1 and self.prefetch >= 1, "--workers and --prefetch must be >= 1")
+        check(min(self.autosave_minutes, self.save_every, self.keep_backups) >= 0,
+              "--autosave-minutes, --save-every and --keep-backups must be >= 0")
+        check(self.preview_every >= 0 and self.log_every >= 1 and self.rollback_every >= 1,
+              "--preview-every must be >= 0, --log-every and --rollback-every >= 1")
+        check(self.lr > 0 and self.clipnorm >= 0, "--lr must be positive and --clipnorm >= 0")
+        check(0 <= self.rotation <= 180, "--rotation must be within 0..180 degrees")
+        check(0 <= self.scale < 1 and 0 <= self.shift < 0.5,
+              "--scale must be within 0..1 and --shift within 0..0.5")
+        check(0 <= self.flip <= 1, "--flip is a probability, 0..1")
+        check(self.warp_std >= 0, "--warp-std must be >= 0")
+        check(all(0 <= v < 1 for v in (self.brightness, self.contrast, self.saturation)),
+              "--brightness, --contrast and --saturation must be within 0..1")
+        check(0 <= self.hue <= 0.5, "--hue must be within 0..0.5")
+
+    def model_config(self) -> ModelConfig:
+        overrides = {k: getattr(self, k) for k in MODEL_FIELDS if getattr(self, k) is not None}
+        return model_preset(self.preset, **overrides)
+
+    def loss_config(self) -> LossConfig:
+        return LossConfig(**{k: getattr(self, k) for k in LOSS_FIELDS})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+RUN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("run"))
+
+
+def _flag(name: str, value: Any) -> str:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else "--no-" + name.replace("_", "-")
+    return f"{flag} {value}"
+
+
+def resume_config(stored: dict, model_config: dict, new: TrainConfig,
+                  given: dict[str, Any]) -> TrainConfig:
+    """The config a resumed run trains with: the stored recipe, this run's run fields.
+
+    ``given`` holds only the options typed on this command line, so a default never
+    counts as a contradiction; a model dimension is compared with the resolved value,
+    so ``--ae-dims 256`` on a df128 model (whose ae_dims is 256) is fine.
+    """
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    old = TrainConfig(**{k: v for k, v in stored.items() if k in known})
+    conflicts = []
+    for name, value in given.items():
+        if name in RUN_FIELDS:
+            continue
+        before = model_config.get(name) if name in MODEL_FIELDS else getattr(old, name)
+        if value != before:
+            conflicts.append((name, before, value))
+    if conflicts:
+        was = " ".join(_flag(n, b) for n, b, _ in conflicts)
+        now = " ".join(_flag(n, v) for n, _, v in conflicts)
+        raise UserError(f"{new.model}: this model was trained with {was}, not {now}; "
+                        "drop those options to resume it, or use a new model folder")
+    run = {k: getattr(new, k) for k in RUN_FIELDS}
+    for name in ("a", "b"):
+        if run[name] is None:
+            run[name] = getattr(old, name)
+    return dataclasses.replace(old, **run)

@@ -1,0 +1,283 @@
+"""The training loop, top to bottom.
+
+open or create the model folder -> load both facesets -> build and compile the model ->
+for each iteration: next batch, one train step, NaN guard, log, preview, autosave ->
+save when the iteration target or the time budget is reached, or on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from intracoder.data.dataset import FaceSet, PairDataset, Prefetcher, load_faceset
+from intracoder.errors import UserError
+from intracoder.models.autoencoder import LossConfig, ModelConfig, SwapModel, build_model
+from intracoder.progress import progress
+from intracoder.training import checkpoint
+from intracoder.training.config import TrainConfig, resume_config
+from intracoder.training.preview import (LOSS_PLOT, PREVIEW, TensorBoardLog, write_loss_plot,
+                                         write_preview)
+
+LR_DROP = 0.5  # learning-rate factor applied at each NaN rollback
+MAX_ROLLBACKS = 5  # rollbacks without a new good state in between before giving up
+PREVIEW_FACES = 6
+POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+class StopRequest:
+    """First Ctrl-C: finish the current iteration, save, stop. A second Ctrl-C aborts at
+    once; the last checkpoint on disk stays loadable because saves are atomic."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("Ctrl-C: saving after this iteration (press again to quit without saving)")
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _gpu_visible() -> bool:
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def _check_facesets(state: dict | None, a: FaceSet, b: FaceSet) -> None:
+    if a.face_type != b.face_type:
+        raise UserError(f"A has {a.face_type!r} faces and B has {b.face_type!r} faces; "
+                        "extract both with the same --face-type")
+    if state is None:
+        return
+    if a.face_type != state["face_type"]:
+        raise UserError(f"this model was trained on {state['face_type']!r} faces, the facesets "
+                        f"are {a.face_type!r}; extract them with --face-type {state['face_type']}")
+    old = state["facesets"]
+    if a.fingerprint == old["b"]["fingerprint"] and b.fingerprint == old["a"]["fingerprint"]:
+        raise UserError("--a and --b are swapped compared with how this model was trained")
+    for side, faces in (("a", a), ("b", b)):
+        if faces.fingerprint != old[side]["fingerprint"]:
+            print(f"note: faceset {side.upper()} changed since the last run "
+                  f"({old[side]['count']} -> {len(faces)} faces)", flush=True)
+
+
+def _learning_rate(model: SwapModel) -> float:
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def _rollback(model: SwapModel, good: checkpoint.Snapshot, state: dict, iteration: int) -> None:
+    """Back to the last good weights and optimiser state, with a lower learning rate."""
+    lr = _learning_rate(model) * LR_DROP  # read first: the snapshot holds an older rate
+    checkpoint.restore_snapshot(model, good)
+    getattr(model.optimizer, "inner_optimizer", model.optimizer).learning_rate = lr
+    state["learning_rate"] = lr
+    state["rollbacks"].append({"iteration": iteration, "restored": good.iteration,
+                               "learning_rate": lr})
+    tqdm.write(f"iteration {iteration}: loss is not finite; rolled back to the weights of "
+               f"iteration {good.iteration}, learning rate lowered to {lr:.3g}")
+
+
+def train(cfg: TrainConfig, given: dict[str, Any]) -> int:
+    # --- the model folder: a new one, or an existing one resumed with its stored recipe ---
+    if not cfg.model:
+        raise UserError("--model is required: the folder that holds (or will hold) the model")
+    model_dir = Path(cfg.model)
+    state = checkpoint.read_state(model_dir, repair=True)
+    if state is None:
+        if cfg.resume:
+            raise UserError(f"{model_dir}: no model to resume (no checkpoint in it)")
+        if not (cfg.a and cfg.b):
+            raise UserError("--a and --b (folders of extracted faces) are required for a new model")
+        cfg = dataclasses.replace(cfg, a=str(Path(cfg.a).resolve()), b=str(Path(cfg.b).resolve()))
+        model_config, loss_config = cfg.model_config(), cfg.loss_config()
+    else:
+        cfg = resume_config(state["config"], state["model_config"], cfg, given)
+        model_config = ModelConfig(**state["model_config"])
+        loss_config = LossConfig(**state["loss_config"])
+
+    # --- data: both facesets decoded and resized once, batches built on worker threads ---
+    res = model_config.resolution
+    faces_a = load_faceset(cfg.a, res, cfg.workers, cfg.held_out_every)
+    faces_b = load_faceset(cfg.b, res, cfg.workers, cfg.held_out_every)
+    _check_facesets(state, faces_a, faces_b)
+    dataset = PairDataset(faces_a, faces_b, cfg.batch_size, cfg, cfg.seed, cfg.eyes_mouth_priority)
+
+    # --- model, optimiser, and their state when resuming ---
+    if cfg.mixed_precision != "off":
+        if not _gpu_visible():
+            raise UserError(f"--mixed-precision {cfg.mixed_precision} needs a GPU; the "
+                            f"{keras.backend.backend()} backend sees none")
+        keras.mixed_precision.set_global_policy(POLICIES[cfg.mixed_precision])
+    if state is not None and cfg.iterations is not None and state["iteration"] >= cfg.iterations:
+        print(f"{model_dir} is already at iteration {state['iteration']}; nothing to do "
+              "(raise --iterations to train on)", flush=True)
+        return 0
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_model(model_config, loss_config)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.lr, clipnorm=cfg.clipnorm or None))
+    model.optimizer.build(model.trainable_variables)
+    facesets = {"a": faces_a.info(), "b": faces_b.info()}
+    if state is None:
+        state = checkpoint.new_state(cfg.to_dict(), model_config, loss_config, facesets,
+                                     faces_a.face_type)
+        checkpoint.save(model_dir, model, state, cfg.keep_backups)
+    else:
+        checkpoint.restore(model_dir, model)
+        state.update(config=cfg.to_dict(), facesets=facesets)
+    iteration = state["iteration"]
+
+    def save() -> None:
+        nonlocal good
+        snapshot = checkpoint.take_snapshot(model, iteration)
+        if snapshot is None:  # never write broken weights: fall back to the last good ones
+            _rollback(model, good, state, iteration)
+        else:
+            good = snapshot
+        state["iteration"] = iteration
+        state["train_seconds"] = seconds_before + time.monotonic() - start
+        checkpoint.save(model_dir, model, state, cfg.keep_backups)
+
+    def draw() -> None:
+        title = f"{model_dir.name}: iteration {iteration}"
+        write_preview(model, preview_a, preview_b, model_dir / PREVIEW, title)
+        write_loss_plot(state["history"], state["rollbacks"], model_dir / LOSS_PLOT, title)
+
+    def record() -> None:
+        """One loss-history point: the mean of the iterations since the last one."""
+        nonlocal window
+        if window:
+            mean_a, mean_b = (round(float(v), 6) for v in np.mean(window, axis=0))
+            state["history"].append([iteration, mean_a, mean_b])
+            if tensorboard:
+                tensorboard.scalars(iteration, {"loss_a": mean_a, "loss_b": mean_b,
+                                                "learning_rate": _learning_rate(model)})
+            window = []
+
+    # --- the loop ---
+    preview_a, preview_b = dataset.fixed_faces(PREVIEW_FACES)
+    tensorboard = TensorBoardLog(model_dir / "logs") if cfg.tensorboard else None
+    good = checkpoint.take_snapshot(model, iteration)
+    if good is None:
+        raise UserError(f"{model_dir}: the saved weights are not finite; restore a backup")
+    faces_per_step = 2 * cfg.batch_size
+    first_iteration, window, rollbacks_in_a_row = iteration, [], 0
+    seconds_before = state.get("train_seconds", 0.0)
+    step_time, reason = None, "the iteration target"
+    bar = progress(cfg.iterations, "it", "train", initial=iteration)
+    with Prefetcher(dataset, iteration, cfg.workers, cfg.prefetch) as batches, \
+            StopRequest() as stop, bar:
+        tqdm.write(f"training {model_dir} ({keras.backend.backend()}): {res} px, batch "
+                   f"{cfg.batch_size} per side, from iteration {iteration}"
+                   + (f" to {cfg.iterations}" if cfg.iterations is not None else "")
+                   + (f" for at most {cfg.minutes:g} min" if cfg.minutes else ""))
+        sys.stdout.flush()
+        start = last_save = time.monotonic()
+        deadline = start + cfg.minutes * 60 if cfg.minutes else math.inf
+        while cfg.iterations is None or iteration < cfg.iterations:
+            if stop.requested or time.monotonic() >= deadline:
+                reason = "Ctrl-C" if stop.requested else "the time budget"
+                break
+            t0 = time.perf_counter()
+            x, y = next(batches)
+            logs = model.train_on_batch(x=x, y=y, return_dict=True)
+            loss_a, loss_b = float(logs["loss_a"]), float(logs["loss_b"])
+            iteration += 1
+            dt = time.perf_counter() - t0
+            # The first steps include tracing/compiling: keep them out of the average.
+            warm = iteration > first_iteration + 2 and step_time is not None
+            step_time = 0.9 * step_time + 0.1 * dt if warm else dt
+
+            # NaN guard: a non-finite loss means the weights may be broken already.
+            if not (math.isfinite(loss_a) and math.isfinite(loss_b)):
+                if rollbacks_in_a_row >= MAX_ROLLBACKS:
+                    raise UserError(f"the loss stays non-finite after {MAX_ROLLBACKS} rollbacks "
+                                    f"(learning rate {_learning_rate(model):.3g}); the last "
+                                    f"checkpoint in {model_dir} is kept")
+                _rollback(model, good, state, iteration)
+                rollbacks_in_a_row += 1
+                continue
+            if iteration % cfg.rollback_every == 0:
+                snapshot = checkpoint.take_snapshot(model, iteration)
+                if snapshot is None:
+                    _rollback(model, good, state, iteration)
+                    rollbacks_in_a_row += 1
+                    continue
+                good, rollbacks_in_a_row = snapshot, 0
+
+            window.append((loss_a, loss_b))
+            if len(window) >= cfg.log_every:
+                record()
+            elapsed = time.monotonic() - start
+            left = deadline - time.monotonic()
+            if cfg.iterations is not None:
+                left = min(left, (cfg.iterations - iteration) * step_time)
+            wait = batches.wait_seconds / max(elapsed, 1e-9)
+            speed = f"{faces_per_step / step_time:.1f} faces/s, data wait {wait:.0%}"
+            bar.set_postfix_str(f"A {loss_a:.4f} B {loss_b:.4f} {speed}, left {_clock(left)}",
+                                refresh=False)
+            bar.update()
+            if iteration == cfg.iterations:
+                break  # saved and drawn below, once
+            if cfg.preview_every and iteration % cfg.preview_every == 0:
+                draw()
+                tqdm.write(f"iteration {iteration}: loss A {loss_a:.4f} B {loss_b:.4f}, {speed}")
+            if (cfg.autosave_minutes and time.monotonic() - last_save >= cfg.autosave_minutes * 60
+                    or cfg.save_every and iteration % cfg.save_every == 0):
+                save()
+                last_save = time.monotonic()
+
+    # --- stop: the iteration target, the time budget or Ctrl-C ---
+    elapsed = time.monotonic() - start
+    record()
+    save()
+    if cfg.preview_every:
+        draw()
+    if tensorboard:
+        tensorboard.close()
+    done = iteration - first_iteration
+    rate = f", {done * faces_per_step / elapsed:.1f} faces/s" if done and elapsed > 0 else ""
+    print(f"stopped at iteration {iteration} ({reason}) after {_clock(elapsed)}{rate}, "
+          f"data wait {batches.wait_seconds / max(elapsed, 1e-9):.0%}; saved to {model_dir}",
+          flush=True)
+    return 0
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "-"
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,113 @@
+"""The refiner's part of a model folder: MODEL/refiner/, saved the way the main model is.
+
+MODEL/refiner/checkpoint/ holds refiner.weights.h5, optimizer.h5 and state.json;
+MODEL/refiner/backups/iter-*/ the previous ones. The layout inside MODEL/refiner/ is the
+main model's layout inside MODEL/, so finding, repairing and reading a checkpoint, the
+optimiser file and the in-memory NaN snapshots are training.checkpoint's own functions;
+only writing differs, because the main model saves four parts and the refiner one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import keras
+
+from intracoder.atomic import write_json
+from intracoder.errors import UserError
+from intracoder.models.refiner import Refiner, RefinerConfig, build_refiner
+from intracoder.training import checkpoint
+from intracoder.training.checkpoint import (BACKUPS, CHECKPOINT, FORMAT, OPTIMIZER, STAGING,
+                                            STATE, find_checkpoint, load_optimizer,
+                                            restore_snapshot, take_snapshot)
+
+__all__ = ["REFINER_DIR", "refiner_dir", "read_state", "save", "restore", "load",
+           "take_snapshot", "restore_snapshot"]
+
+REFINER_DIR = "refiner"
+WEIGHTS = "refiner.weights.h5"
+
+
+def refiner_dir(model_dir: str | Path) -> Path:
+    return Path(model_dir) / REFINER_DIR
+
+
+def read_state(model_dir: str | Path, repair: bool = False) -> dict | None:
+    """The refiner's state.json in the model folder, or None when it has no refiner."""
+    return checkpoint.read_state(refiner_dir(model_dir), repair)
+
+
+def new_state(config: dict, refiner_config: RefinerConfig, faceset: dict, side: str,
+              held_out: list[str]) -> dict:
+    return {"format": FORMAT, "iteration": 0, "config": config,
+            "refiner_config": refiner_config.to_dict(), "learning_rate": config["lr"],
+            "history": [], "rollbacks": [], "train_seconds": 0.0, "channels": "RGB",
+            "side": side, "faceset": faceset,
+            "held_out": {"rule": "every 10th crop of the faceset sorted by name, from the first",
+                         "names": held_out},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def save(model_dir: str | Path, model: Refiner, state: dict, keep_backups: int = 3) -> Path:
+    """Write a complete refiner checkpoint (staging folder, state.json last, then rename);
+    returns its folder."""
+    root = refiner_dir(model_dir)
+    find_checkpoint(root, repair=True)
+    staging, current = root / STAGING, root / CHECKPOINT
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.net.save_weights(staging / WEIGHTS)
+    with h5py.File(staging / OPTIMIZER, "w") as f:
+        for i, var in enumerate(model.optimizer.variables):
+            ds = f.create_dataset(f"{i:05d}", data=keras.ops.convert_to_numpy(var))
+            ds.attrs["path"] = var.path
+    state = {**state, **checkpoint.environment(), "format": FORMAT,
+             "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "files": {"refiner": WEIGHTS, "optimizer": OPTIMIZER}}
+    write_json(staging / STATE, state)
+    if current.exists():
+        old = json.loads((current / STATE).read_text()).get("iteration", 0)
+        backup = root / BACKUPS / f"iter-{old:09d}"
+        shutil.rmtree(backup, ignore_errors=True)
+        backup.parent.mkdir(exist_ok=True)
+        os.replace(current, backup)
+    os.replace(staging, current)
+    for stale in sorted((root / BACKUPS).glob("iter-*"))[:-keep_backups or None]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return current
+
+
+def _load_weights(model: Refiner, ckpt: Path) -> None:
+    path = ckpt / WEIGHTS
+    try:
+        model.net.load_weights(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; the refiner checkpoint is incomplete") from None
+    except (ValueError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: does not fit the refiner described in state.json "
+                        f"({first[:160]})") from None
+
+
+def restore(model_dir: str | Path, model: Refiner) -> dict:
+    """Weights and optimiser state into a built, compiled refiner; returns the state."""
+    state = read_state(model_dir, repair=True)
+    ckpt = find_checkpoint(refiner_dir(model_dir))
+    _load_weights(model, ckpt)
+    load_optimizer(model, ckpt)
+    return state
+
+
+def load(model_dir: str | Path) -> tuple[Refiner, dict] | None:
+    """The trained refiner of a model folder (weights only) and its state, or None."""
+    state = read_state(model_dir)
+    if state is None:
+        return None
+    model = build_refiner(RefinerConfig(**state["refiner_config"]))
+    _load_weights(model, find_checkpoint(refiner_dir(model_dir)))
+    return model, state

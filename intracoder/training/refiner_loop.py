@@ -1,0 +1,207 @@
+"""Training the refiner into MODEL/refiner/, with the main training's rules.
+
+The refiner follows one decoder (B for a2b): it trains on that person's faceset, the one
+recorded in the main model's state.json unless --faces names another. Every 10th crop
+(sorted by name) is held out for --eval and never trained on; the names are kept in the
+refiner's state so later runs hold out the same faces. Saves are atomic with rotating
+backups, a non-finite loss rolls back to in-memory good weights with half the learning rate,
+and the recipe is frozen on the first run, as for the main model (training/loop.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from intracoder.data.dataset import Prefetcher, load_faceset
+from intracoder.data.degrade import RefinerDataset
+from intracoder.errors import UserError
+from intracoder.faces.faceset import list_faces
+from intracoder.models.refiner import RefinerConfig, build_refiner
+from intracoder.progress import progress
+from intracoder.training import checkpoint
+from intracoder.training import refiner_checkpoint as rc
+from intracoder.training.loop import MAX_ROLLBACKS, StopRequest, _clock, _rollback
+from intracoder.training.refiner_config import RUN_FIELDS, RefinerTrainConfig
+from intracoder.training.refiner_eval import evaluate
+
+HOLD_OUT_EVERY = 10
+EVAL_GRID = "eval.png"
+EVAL_REPORT = "eval.json"
+
+
+def _resume(stored: dict, new: RefinerTrainConfig, given: dict[str, Any]) -> RefinerTrainConfig:
+    """The stored recipe with this run's run fields; a contradicting recipe flag is an error."""
+    old = RefinerTrainConfig(**stored)
+    conflicts = [f"--{k.replace('_', '-')} {getattr(old, k)} (not {v})"
+                 for k, v in given.items() if k not in RUN_FIELDS and v != getattr(old, k)]
+    if conflicts:
+        raise UserError(f"{new.model}: this refiner was trained with {', '.join(conflicts)}; "
+                        "drop those options or delete MODEL/refiner/ to start over")
+    run = {k: getattr(new, k) for k in RUN_FIELDS}
+    run["faces"] = run["faces"] or old.faces
+    return dataclasses.replace(old, **run)
+
+
+def _new_recipe(cfg: RefinerTrainConfig, model_dir: Path) -> tuple[RefinerTrainConfig, int]:
+    """Faceset and resolution of a new refiner: from the main model, or given explicitly."""
+    main = checkpoint.read_state(model_dir)
+    if main is None:
+        if not (cfg.faces and cfg.resolution):
+            raise UserError(f"{model_dir}: no trained model in it; train one first, or give "
+                            "--faces and --resolution to train a refiner on its own")
+        return dataclasses.replace(cfg, faces=str(Path(cfg.faces).resolve())), cfg.resolution
+    res = main["model_config"]["resolution"]
+    if cfg.resolution not in (None, res):
+        raise UserError(f"{model_dir}: the model's faces are {res} px, so the refiner's input "
+                        f"is too; drop --resolution {cfg.resolution}")
+    faces = cfg.faces or main["facesets"][cfg.side]["path"]
+    return dataclasses.replace(cfg, faces=str(Path(faces).resolve()), resolution=res), res
+
+
+def split(folder: str | Path, held_before: list[str]) -> tuple[list[int], list[int], list[str]]:
+    """(train indices, held-out indices, held-out names) over list_faces(folder)."""
+    names = [p.name for p in list_faces(folder)]
+    held = set(held_before) | {n for i, n in enumerate(names) if i % HOLD_OUT_EVERY == 0}
+    train = [i for i, n in enumerate(names) if n not in held]
+    test = [i for i, n in enumerate(names) if n in held]
+    if not train or not test:
+        raise UserError(f"{folder}: {len(names)} faces; the refiner needs at least 2 (every "
+                        f"{HOLD_OUT_EVERY}th is held out for evaluation)")
+    return train, test, sorted(held)
+
+
+def train_refiner(cfg: RefinerTrainConfig, given: dict[str, Any]) -> int:
+    if not cfg.model:
+        raise UserError("--model is required: the model folder the refiner belongs to")
+    model_dir = Path(cfg.model)
+    state = rc.read_state(model_dir, repair=True)
+    if state is None:
+        if cfg.eval and cfg.minutes is None and cfg.iterations is None:
+            raise UserError(f"{model_dir}: no trained refiner to evaluate")
+        cfg, res = _new_recipe(cfg, model_dir)
+        refiner_config = cfg.refiner_config(res)
+    else:
+        cfg = _resume(state["config"], cfg, given)
+        refiner_config = RefinerConfig(**state["refiner_config"])
+        res = refiner_config.resolution
+
+    faceset = load_faceset(cfg.faces, 2 * res, cfg.workers)
+    train_idx, test_idx, held = split(cfg.faces, state["held_out"]["names"] if state else [])
+    keras.utils.set_random_seed(cfg.seed)  # the same initial weights for the same recipe
+    model = build_refiner(refiner_config)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.lr))
+    model.optimizer.build(model.trainable_variables)
+    info = faceset.info()
+    if state is None:
+        state = rc.new_state(dataclasses.asdict(cfg), refiner_config, info, cfg.side, held)
+        rc.save(model_dir, model, state, cfg.keep_backups)
+    else:
+        rc.restore(model_dir, model)
+        state.update(config=dataclasses.asdict(cfg), faceset=info)
+        state["held_out"]["names"] = held
+    iteration = state["iteration"]
+    if cfg.minutes is not None or cfg.iterations is not None or not cfg.eval:
+        iteration = _loop(cfg, model, state, faceset.images[train_idx],
+                          faceset.masks[train_idx], model_dir)
+    if cfg.eval:
+        report = evaluate(model, faceset.images[test_idx], faceset.masks[test_idx],
+                          rc.refiner_dir(model_dir) / EVAL_GRID)
+        report["iteration"] = iteration
+        (rc.refiner_dir(model_dir) / EVAL_REPORT).write_text(json.dumps(report, indent=1))
+        print(format_report(report), flush=True)
+    return 0
+
+
+def format_report(report: dict) -> str:
+    lines = [f"held-out faces: {report['faces']}, {report['resolution']} -> "
+             f"{2 * report['resolution']} px, PSNR / SSIM inside the mask"]
+    for method in ("refiner", "bicubic+rct", "bicubic"):
+        lines.append(f"  {method:<12} {report[method]['psnr']:7.2f} dB  "
+                     f"{report[method]['ssim']:.4f}")
+    m = report["margin_vs_rct"]
+    lines.append(f"  refiner - (bicubic+rct): {m['psnr']:+.2f} dB, SSIM {m['ssim']:+.4f}; "
+                 f"{report['ms_per_face']['refiner']:.1f} ms per face")
+    return "\n".join(lines)
+
+
+def _loop(cfg: RefinerTrainConfig, model, state: dict, images: np.ndarray, masks: np.ndarray,
+          model_dir: Path) -> int:
+    dataset = RefinerDataset(images, masks, cfg.batch_size, cfg.seed)
+    iteration = first = state["iteration"]
+    good = rc.take_snapshot(model, iteration)
+    if good is None:
+        raise UserError(f"{model_dir}: the saved refiner weights are not finite; restore a backup")
+    window: list[float] = []
+    rollbacks_in_a_row = 0
+
+    def save() -> None:
+        nonlocal good
+        snapshot = rc.take_snapshot(model, iteration)
+        if snapshot is None:  # never write broken weights: fall back to the last good ones
+            _rollback(model, good, state, iteration)
+        else:
+            good = snapshot
+        state["iteration"] = iteration
+        rc.save(model_dir, model, state, cfg.keep_backups)
+
+    def record() -> None:
+        nonlocal window
+        if window:
+            state["history"].append([iteration, round(float(np.mean(window)), 6)])
+            window = []
+
+    start = last_save = time.monotonic()
+    deadline = start + cfg.minutes * 60 if cfg.minutes else math.inf
+    reason = "the iteration target"
+    with Prefetcher(dataset, iteration, cfg.workers, cfg.prefetch) as batches, \
+            StopRequest() as stop, progress(cfg.iterations, "it", "refiner",
+                                            initial=iteration) as bar:
+        print(f"training the refiner of {model_dir} ({keras.backend.backend()}): "
+              f"{model.config.resolution} -> {2 * model.config.resolution} px on "
+              f"{len(images)} faces, from iteration {iteration}", flush=True)
+        while cfg.iterations is None or iteration < cfg.iterations:
+            if stop.requested or time.monotonic() >= deadline:
+                reason = "Ctrl-C" if stop.requested else "the time budget"
+                break
+            x, y = next(batches)
+            loss = float(model.train_on_batch(x=x, y=y, return_dict=True)["loss"])
+            iteration += 1
+            if not math.isfinite(loss):
+                if rollbacks_in_a_row >= MAX_ROLLBACKS:
+                    raise UserError(f"the refiner loss stays non-finite after {MAX_ROLLBACKS} "
+                                    f"rollbacks; the last checkpoint in {model_dir} is kept")
+                _rollback(model, good, state, iteration)
+                rollbacks_in_a_row += 1
+                continue
+            if iteration % cfg.rollback_every == 0:
+                snapshot = rc.take_snapshot(model, iteration)
+                if snapshot is None:
+                    _rollback(model, good, state, iteration)
+                    rollbacks_in_a_row += 1
+                    continue
+                good, rollbacks_in_a_row = snapshot, 0
+            window.append(loss)
+            if len(window) >= cfg.log_every:
+                record()
+            bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+            bar.update()
+            if cfg.autosave_minutes and time.monotonic() - last_save >= cfg.autosave_minutes * 60:
+                save()
+                last_save = time.monotonic()
+    elapsed = time.monotonic() - start
+    record()
+    state["train_seconds"] = state.get("train_seconds", 0.0) + elapsed
+    save()
+    done = iteration - first
+    rate = f", {done * cfg.batch_size / elapsed:.1f} faces/s" if done and elapsed > 0 else ""
+    print(f"refiner stopped at iteration {iteration} ({reason}) after {_clock(elapsed)}{rate}; "
+          f"saved to {rc.refiner_dir(model_dir)}", flush=True)
+    return iteration

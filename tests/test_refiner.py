@@ -1,0 +1,162 @@
+"""The refiner: builds on every backend, learns, follows its colour reference, resumes exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from intracoder.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"resolution": 32, "filters": 16, "blocks": 2, "up_filters": 8, "reference_grid": 4}
+
+BACKEND_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+
+    import keras
+    import numpy as np
+
+    from intracoder.models.refiner import RefinerConfig, build_refiner
+
+    assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
+    config = RefinerConfig(resolution=16, filters=8, blocks=1, up_filters=8, reference_grid=4)
+    rng = np.random.default_rng(0)
+    face, ref = (rng.random((2, 16, 16, 3), dtype=np.float32) for _ in range(2))
+    mask = np.ones((2, 16, 16, 1), np.float32)
+    target, target_mask = rng.random((2, 32, 32, 3), dtype=np.float32), np.ones((2, 32, 32, 1))
+    model = build_refiner(config)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    loss = model.train_on_batch(x=(face, ref, mask), y=(target, target_mask), return_dict=True)
+    assert np.isfinite(loss["loss"]), loss
+    out = model.refine(face, ref, mask)
+    assert out.shape == (2, 32, 32, 3), out.shape
+    path = Path(sys.argv[2]) / "refiner.weights.h5"
+    model.net.save_weights(path)
+    fresh = build_refiner(config)
+    fresh.net.load_weights(path)
+    np.testing.assert_allclose(fresh.refine(face, ref, mask), out, atol=1e-6)
+    print("OK")
+""")
+
+
+# jax compiles the train step with XLA op by op (tens of seconds on 2 cores): a slow test,
+# as in test_backends.py.
+@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.slow),
+                                     "torch"])
+def test_builds_trains_and_doubles_resolution_on_every_backend(backend, tmp_path):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", BACKEND_SCRIPT, backend, str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout + proc.stderr[-4000:]
+
+
+def _config(model_dir: Path, faces: Path, **kw):
+    from intracoder.training.refiner_config import RefinerTrainConfig
+
+    return RefinerTrainConfig(model=str(model_dir), faces=str(faces), batch_size=4, lr=1e-3,
+                              autosave_minutes=0, log_every=5, **TINY, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(facesets, tmp_path_factory) -> Path:
+    """A tiny refiner (32 -> 64 px) trained for a few seconds on the astronaut faces."""
+    from intracoder.training.refiner_loop import train_refiner
+
+    model_dir = tmp_path_factory.mktemp("refiner") / "model"
+    train_refiner(_config(model_dir, facesets[1], iterations=60), {})
+    return model_dir
+
+
+def test_short_training_lowers_the_loss_and_saves_the_layout(trained):
+    state = json.loads((trained / "refiner" / "checkpoint" / "state.json").read_text())
+    losses = [loss for _, loss in state["history"]]
+    assert state["iteration"] == 60 and len(losses) == 12
+    assert np.mean(losses[-4:]) < 0.7 * np.mean(losses[:2]), losses
+    assert state["side"] == "b" and state["held_out"]["names"], state["held_out"]
+    files = {p.name for p in (trained / "refiner" / "checkpoint").iterdir()}
+    assert files == {"refiner.weights.h5", "optimizer.h5", "state.json"}
+    assert list((trained / "refiner" / "backups").glob("iter-*"))
+
+
+def test_colour_reference_steers_the_output(trained, facesets):
+    import cv2
+
+    from intracoder.convert.refine import load_refiner, refine_faces
+    from intracoder.faces.faceset import list_faces, read_face
+
+    refiner = load_refiner(trained)
+
+    face = read_face(list_faces(facesets[1])[0])
+    small = cv2.resize(face.image, (32, 32), interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(face.mask, (32, 32), interpolation=cv2.INTER_AREA)
+    shift = np.array([-25, 0, 25], np.int16)  # BGR: one reference redder, one bluer
+    warm = np.clip(small.astype(np.int16) + shift, 0, 255).astype(np.uint8)
+    cool = np.clip(small.astype(np.int16) - shift, 0, 255).astype(np.uint8)
+    out = refine_faces(refiner, np.stack([small, small]), np.stack([warm, cool]),
+                       np.stack([mask, mask]))
+    assert out.shape == (2, 64, 64, 3) and out.dtype == np.uint8
+    inside = cv2.resize(mask, (64, 64)) >= 128
+    diff = out[0][inside].mean(0) - out[1][inside].mean(0)  # BGR
+    want = warm[mask >= 128].mean(0) - cool[mask >= 128].mean(0)
+    assert diff[2] > 0.4 * want[2] and diff[0] < 0.4 * want[0], (diff, want)
+    assert abs(diff[1]) < 0.4 * abs(want[2]), (diff, want)
+
+
+def test_resume_continues_exactly(facesets, tmp_path):
+    import keras
+
+    from intracoder.training import refiner_checkpoint as rc
+    from intracoder.training.refiner_loop import train_refiner
+
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train_refiner(_config(whole, facesets[1], iterations=6), {})
+    train_refiner(_config(parts, facesets[1], iterations=3), {})
+    train_refiner(_config(parts, facesets[1], iterations=6), {})
+    (a, state_a), (b, state_b) = rc.load(whole), rc.load(parts)
+    assert state_a["iteration"] == state_b["iteration"] == 6
+    assert state_a["held_out"] == state_b["held_out"]
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-6)
+    keras.backend.clear_session()
+    with pytest.raises(UserError, match="--filters 16"):
+        train_refiner(dataclasses.replace(_config(parts, facesets[1], iterations=7), filters=8),
+                      {"filters": 8})
+
+
+def test_missing_refiner_is_a_clear_error(tmp_path):
+    from intracoder.convert.refine import load_refiner, require_refiner
+    from intracoder.training.refiner_config import RefinerTrainConfig
+    from intracoder.training.refiner_loop import train_refiner
+
+    assert load_refiner(tmp_path) is None
+    with pytest.raises(UserError, match="train-refiner"):
+        require_refiner(tmp_path, "b")
+    with pytest.raises(UserError, match="no trained refiner"):
+        train_refiner(RefinerTrainConfig(model=str(tmp_path), eval=True), {})
+    with pytest.raises(UserError, match="--faces and --resolution"):
+        train_refiner(RefinerTrainConfig(model=str(tmp_path), iterations=1), {})
+
+
+def test_eval_reports_all_three_methods(trained, capsys):
+    from intracoder.training.refiner_config import RefinerTrainConfig
+    from intracoder.training.refiner_loop import train_refiner
+
+    train_refiner(RefinerTrainConfig(model=str(trained), eval=True), {})
+    report = json.loads((trained / "refiner" / "eval.json").read_text())
+    for method in ("refiner", "bicubic+rct", "bicubic"):
+        assert np.isfinite(report[method]["psnr"]) and 0 < report[method]["ssim"] <= 1
+    assert (trained / "refiner" / "eval.png").stat().st_size > 1000
+    assert "bicubic+rct" in capsys.readouterr().out
