@@ -27,7 +27,7 @@ class DemoConfig:
     clip_size: int = field(default=256, metadata={"help": "rendered clip width and height"})
     face_size: int = field(default=128, metadata={"help": "aligned crop size"})
     batch_size: int = field(default=8, metadata={"help": "faces per side per training step"})
-    lr: float = field(default=2e-4, metadata={
+    lr: float = field(default=5e-4, metadata={
         "help": "learning rate (higher than a real run's 5e-5: the demo trains for minutes)"})
 
 
