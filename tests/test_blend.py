@@ -156,3 +156,19 @@ def test_inputs_are_not_modified(frame, mask):
     blend.paste_seamless(frame, face, mask, m)
     blend.paste_alpha(frame, face, mask, m)
     assert all(np.array_equal(a, b) for a, b in zip(before, (frame, face, mask)))
+
+
+def test_reduced_resolution_poisson_matches_the_full_solve(frame, mask):
+    """A large face is solved on a region shrunk to POISSON_SIDE; the result must stay close
+    to the full-resolution solve inside the face, and be cheaper to compute."""
+    m = _crop_matrix(900, 330, 420)
+    face = cv2.warpAffine(portrait("grace_hopper"), _crop_matrix(265, 215, 230), (S, S))
+    face = np.clip(face.astype(int) + 25, 0, 255).astype(np.uint8)
+    x0, y0, x1, y1 = blend.paste_region(frame.shape, mask, m)
+    assert max(x1 - x0, y1 - y0) > 2 * blend.POISSON_SIDE  # the reduced path is taken
+    full = blend.paste_seamless(frame, face, mask, m, max_side=0)
+    fast = blend.paste_seamless(frame, face, mask, m)
+    inside = _footprint(mask, m, frame.shape, grow=0)
+    mse = np.mean((full[inside].astype(float) - fast[inside]) ** 2)
+    assert 10 * np.log10(255 ** 2 / mse) > 30
+    assert np.array_equal(fast[~_footprint(mask, m, frame.shape)], frame[~_footprint(mask, m, frame.shape)])

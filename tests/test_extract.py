@@ -10,7 +10,7 @@ import pytest
 
 from intracoder.faces.align import invert, transform_points
 from intracoder.faces.extract import ExtractConfig, crop_face, extract
-from intracoder.faces.faceset import FacesetIndex, list_faces, read_face, write_face
+from intracoder.faces.faceset import list_faces, read_face, write_face
 from intracoder.samples import compose_pair, render_clip, write_clip
 
 

@@ -14,7 +14,7 @@ from intracoder.metrics import dlib_models
 SAME_PERSON = 0.6
 
 
-def _rect(box) -> "dlib.rectangle":  # noqa: F821
+def _rect(box):
     import dlib
 
     x, y, w, h = (int(round(v)) for v in box)

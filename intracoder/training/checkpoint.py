@@ -119,14 +119,22 @@ def save(model_dir: str | Path, model: SwapModel, state: dict, keep_backups: int
              "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "files": {p: f"{p}.weights.h5" for p in PARTS} | {"optimizer": OPTIMIZER}}
     write_json(staging / STATE, state)
+    return promote(staging, current, model_dir / BACKUPS, keep_backups)
+
+
+def promote(staging: Path, current: Path, backups: Path, keep_backups: int) -> Path:
+    """Make a fully written ``staging`` folder the checkpoint: the old one becomes
+    ``backups/iter-N``, the newest ``keep_backups`` backups are kept. Each step is a rename,
+    so a kill at any moment leaves a loadable checkpoint (a cut-off promotion is finished by
+    ``find_checkpoint(repair=True)``)."""
     if current.exists():
         old = json.loads((current / STATE).read_text()).get("iteration", 0)
-        backup = model_dir / BACKUPS / f"iter-{old:09d}"
+        backup = backups / f"iter-{old:09d}"
         shutil.rmtree(backup, ignore_errors=True)
         backup.parent.mkdir(exist_ok=True)
         os.replace(current, backup)
     os.replace(staging, current)
-    for stale in sorted((model_dir / BACKUPS).glob("iter-*"))[:-keep_backups or None]:
+    for stale in sorted(backups.glob("iter-*"))[:-keep_backups or None]:
         shutil.rmtree(stale, ignore_errors=True)
     return current
 

@@ -9,8 +9,6 @@ only writing differs, because the main model saves four parts and the refiner on
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,16 +68,7 @@ def save(model_dir: str | Path, model: Refiner, state: dict, keep_backups: int =
              "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "files": {"refiner": WEIGHTS, "optimizer": OPTIMIZER}}
     write_json(staging / STATE, state)
-    if current.exists():
-        old = json.loads((current / STATE).read_text()).get("iteration", 0)
-        backup = root / BACKUPS / f"iter-{old:09d}"
-        shutil.rmtree(backup, ignore_errors=True)
-        backup.parent.mkdir(exist_ok=True)
-        os.replace(current, backup)
-    os.replace(staging, current)
-    for stale in sorted((root / BACKUPS).glob("iter-*"))[:-keep_backups or None]:
-        shutil.rmtree(stale, ignore_errors=True)
-    return current
+    return checkpoint.promote(staging, current, root / BACKUPS, keep_backups)
 
 
 def _load_weights(model: Refiner, ckpt: Path) -> None:
