@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from intracoder.faces.landmarks import EYE_OUTER, FaceMesh
+from intracoder.faces.landmarks import FaceMesh
 
 if TYPE_CHECKING:
     from intracoder.faces.extract import FaceFinder
@@ -133,21 +133,6 @@ class FaceTracks:
         return out
 
 
-def _mesh_prompt(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(points5, box) whose face-mesh crop is the one ``roi_from_mesh`` cuts around last
-    frame's landmarks: the eye corners set the angle, a square box the centre and size. One
-    mesh pass from there is as good as the detector's two, as MediaPipe does when tracking."""
-    xy = landmarks[:, :2]
-    eye_l, eye_r = xy[EYE_OUTER[0]], xy[EYE_OUTER[1]]
-    angle = np.arctan2(eye_r[1] - eye_l[1], eye_r[0] - eye_l[0])
-    rot = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
-    local = xy @ rot.T
-    lo, hi = local.min(0), local.max(0)
-    centre, side = rot.T @ ((lo + hi) / 2), float(max(hi - lo))
-    points5 = np.array([eye_l, eye_r, xy[4], xy[61], xy[291]])
-    return points5, np.array([centre[0] - side / 2, centre[1] - side / 2, side, side])
-
-
 class FaceLocator:
     """Dense landmarks of every face in each frame, largest face first.
 
@@ -168,7 +153,7 @@ class FaceLocator:
     def _follow(self, image: np.ndarray) -> list[np.ndarray] | None:
         found = []
         for previous in self._previous:
-            landmarks, score = self._mesh.landmarks(image, *_mesh_prompt(previous))
+            landmarks, score = self._mesh.track(image, previous)
             if score < MIN_MESH_SCORE:
                 return None
             found.append(landmarks)

@@ -94,7 +94,15 @@ class FaceMesh:
     def landmarks(self, frame_bgr: np.ndarray, points5: np.ndarray, box: np.ndarray
                   ) -> tuple[np.ndarray, float]:
         """468x3 landmarks in source pixels (z in the same scale) and the face score."""
-        mesh, score = self._run(frame_bgr, roi_from_points5(points5, box))
+        return self._refine(frame_bgr, roi_from_points5(points5, box))
+
+    def track(self, frame_bgr: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, float]:
+        """Landmarks of a face followed from its landmarks in the previous frame, with no
+        detector: the crop is cut around last frame's mesh, as MediaPipe does when tracking."""
+        return self._refine(frame_bgr, roi_from_mesh(previous))
+
+    def _refine(self, frame_bgr: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, float]:
+        mesh, score = self._run(frame_bgr, m)
         for _ in range(self.refine_passes - 1):
             mesh, score = self._run(frame_bgr, roi_from_mesh(mesh))
         return mesh, score

@@ -139,17 +139,22 @@ def promote(staging: Path, current: Path, backups: Path, keep_backups: int) -> P
     return current
 
 
+def load_weights_file(target, path: Path, what: str = "model") -> None:
+    """``target.load_weights(path)``, with a missing or mismatched file as one error line."""
+    try:
+        target.load_weights(path)
+    except FileNotFoundError:
+        checkpoint = "checkpoint" if what == "model" else f"{what} checkpoint"
+        raise UserError(f"{path}: missing; the {checkpoint} is incomplete") from None
+    except (ValueError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: does not fit the {what} described in state.json "
+                        f"({first[:160]})") from None
+
+
 def load_weights(model: SwapModel, ckpt: Path) -> None:
     for part in PARTS:
-        path = ckpt / f"{part}.weights.h5"
-        try:
-            getattr(model, part).load_weights(path)
-        except FileNotFoundError:
-            raise UserError(f"{path}: missing; the checkpoint is incomplete") from None
-        except (ValueError, KeyError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"{path}: does not fit the model described in state.json "
-                            f"({first[:160]})") from None
+        load_weights_file(getattr(model, part), ckpt / f"{part}.weights.h5")
 
 
 def load_optimizer(model: SwapModel, ckpt: Path) -> None:

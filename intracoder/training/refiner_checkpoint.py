@@ -17,7 +17,6 @@ import h5py
 import keras
 
 from intracoder.atomic import write_json
-from intracoder.errors import UserError
 from intracoder.models.refiner import Refiner, RefinerConfig, build_refiner
 from intracoder.training import checkpoint
 from intracoder.training.checkpoint import (BACKUPS, CHECKPOINT, FORMAT, OPTIMIZER, STAGING,
@@ -72,15 +71,7 @@ def save(model_dir: str | Path, model: Refiner, state: dict, keep_backups: int =
 
 
 def _load_weights(model: Refiner, ckpt: Path) -> None:
-    path = ckpt / WEIGHTS
-    try:
-        model.net.load_weights(path)
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing; the refiner checkpoint is incomplete") from None
-    except (ValueError, KeyError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: does not fit the refiner described in state.json "
-                        f"({first[:160]})") from None
+    checkpoint.load_weights_file(model.net, ckpt / WEIGHTS, "refiner")
 
 
 def restore(model_dir: str | Path, model: Refiner) -> dict:
