@@ -144,7 +144,9 @@ def test_nan_rolls_back_lowers_lr_and_never_saves_nan(facesets, tmp_path, monkey
 
 def test_ctrl_c_saves_a_loadable_checkpoint(facesets, tmp_path):
     model_dir = tmp_path / "interrupted"
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    # A preview after every iteration prints "iteration N:", so Ctrl-C can be sent once a
+    # step has really run (the first step traces for seconds on a busy machine).
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in {**TINY, "preview_every": 1}.items()]
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), "--a", str(facesets[0]), "--b",
          str(facesets[1]), "--model", str(model_dir), "--iterations", "100000", *flags],
@@ -152,7 +154,7 @@ def test_ctrl_c_saves_a_loadable_checkpoint(facesets, tmp_path):
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         for line in proc.stdout:
-            if line.startswith("training "):
+            if line.startswith("iteration "):
                 break
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
