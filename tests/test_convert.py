@@ -94,31 +94,39 @@ def test_frames_without_a_face_pass_through(source, converted):
 
 
 @pytest.fixture(scope="module")
-def floor(source, loaded, tmp_path_factory) -> list[np.ndarray]:
-    """What any conversion costs the picture: the mark and one more H.264 generation."""
-    path = tmp_path_factory.mktemp("floor") / "floor.mp4"
-    with video.VideoWriter(path, SIZE, SIZE, FPS) as writer:
+def lossless(source, swap, tmp_path_factory) -> tuple[list, list]:
+    """The clip converted, and the clip merely re-encoded, both losslessly (--crf 0) and
+    without the provenance mark. At the default crf x264 spends its bits differently on the
+    two, which moves the background by up to 2 dB from run to run; and the mark's pattern
+    follows the whole frame it marks, face included (its own cost, > 40 dB, is pinned in
+    test_provenance.py). Without either, what convert did outside the face shows exactly."""
+    folder = tmp_path_factory.mktemp("lossless")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "mark_frame", lambda frame, *args: frame)
+        swap(input=str(source), output=str(folder / "swapped.mp4"), crf=0)
+    with video.VideoWriter(folder / "plain.mp4", SIZE, SIZE, FPS, crf=0) as writer:
         for frame in video.iter_frames(source):
-            writer.write(mark_frame(frame, model_id(loaded[1])))
-    return list(video.iter_frames(path))
+            writer.write(frame)
+    return ([*video.iter_frames(folder / "swapped.mp4")],
+            [*video.iter_frames(folder / "plain.mp4")])
 
 
-def test_only_the_face_changes(source, converted, floor, finder):
-    # The rendered frames are busy (flag, braid, uniform): one H.264 generation plus the
-    # watermark alone bring them to 35-39 dB, so "unchanged" means "as close as the floor",
-    # give or take the watermark, whose pattern depends on the frame it marks.
-    before, after = list(video.iter_frames(source)), list(video.iter_frames(converted[0]))
-    margins, changes = [], []
+def test_only_the_face_changes(source, lossless, converted, finder):
+    before = list(video.iter_frames(source))
+    after, plain = lossless
+    default = list(video.iter_frames(converted[0]))  # crf 18, marked
+    changes = []
     for i in sorted(set(range(len(before))) - set(SKY)):
         landmarks = finder.find([before[i]])[0][0].landmarks
         face = hull_mask(landmarks[:, :2], SIZE)
         grow = int(0.2 * np.ptp(landmarks[:, 0]))
         near = cv2.dilate(face, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) > 0
         inner = cv2.erode(face, np.ones((grow + 1, grow + 1), np.uint8)) > 0
-        margins.append(psnr(after[i][~near], before[i][~near])
-                       - psnr(floor[i][~near], before[i][~near]))
+        assert np.array_equal(after[i][~near], plain[i][~near]), i
+        # What users get: one more H.264 generation and the mark cost these busy frames (flag,
+        # braid, uniform) 35-39 dB; a background blurred or shifted by pasting costs far more.
+        assert psnr(default[i][~near], before[i][~near]) > 32, i
         changes.append(np.abs(after[i][inner].astype(int) - before[i][inner]).mean())
-    assert np.median(margins) > -0.5 and min(margins) > -2.0, np.round(margins, 2)
     assert min(changes) > 8, np.round(changes, 1)
 
 

@@ -15,7 +15,9 @@ import functools
 import hashlib
 import itertools
 import json
+import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,8 @@ MAX_CUT = 512
 PASTE_SIZE = 256
 PREVIEWS = 8  # side-by-side previews, spread evenly over the frames
 REFINER = "refiner"  # the --color choice that runs the model folder's refiner net
+# Pasting runs in OpenCV, which releases the GIL, so frames are blended on every core at once.
+WORKERS = os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -172,16 +176,31 @@ class FaceSwapper:
                 coloured = list(self.refine(bgr, smalls, inside, batch_size=self.batch))
             else:
                 coloured = [colour.transfer(cfg.color, *args) for args in zip(bgr, smalls, inside)]
-        out = list(frames)
         paste = blend.paste_seamless if cfg.blend == "seamless" else blend.paste_alpha
-        with summary.timed("blend"):
+
+        def paste_all(frame_no: int) -> np.ndarray:
+            frame = frames[frame_no]  # several faces of a frame go in one after the other
             for face, generated_face, predicted in zip(cut, coloured, pred8):
-                side = (face.size, face.size)
-                big = cv2.resize(generated_face, side, interpolation=cv2.INTER_CUBIC)
-                pred_big = cv2.resize(predicted, side, interpolation=cv2.INTER_LINEAR)
-                mask = blend.face_mask(pred_big, face.hull, cfg.erode, cfg.blur, face.size)
-                out[face.frame] = paste(out[face.frame], big, mask, face.matrix)
+                if face.frame == frame_no:
+                    side = (face.size, face.size)
+                    big = cv2.resize(generated_face, side, interpolation=cv2.INTER_CUBIC)
+                    pred_big = cv2.resize(predicted, side, interpolation=cv2.INTER_LINEAR)
+                    mask = blend.face_mask(pred_big, face.hull, cfg.erode, cfg.blur, face.size)
+                    frame = paste(frame, big, mask, face.matrix)
+            return frame
+
+        out = list(frames)
+        with summary.timed("blend"), ThreadPoolExecutor(WORKERS) as pool:
+            with_faces = sorted({face.frame for face in cut})
+            for i, frame in zip(with_faces, pool.map(paste_all, with_faces)):
+                out[i] = frame
         return out
+
+
+def _wait(job: Future | None) -> None:
+    """Wait for a job on another thread; its exception, if any, is raised here."""
+    if job is not None:
+        job.result()
 
 
 def model_id(state: dict) -> str:
@@ -270,9 +289,26 @@ def convert(cfg: ConvertConfig, finder: FaceFinder | None = None,
         with summary.timed("decode"):
             return list(itertools.islice(frames, cfg.batch))
 
+    def write(first: int, names: list[str], before: list[np.ndarray],
+              after: list[np.ndarray]) -> None:
+        for i, (name, frame, swapped) in enumerate(zip(names, before, after)):
+            with summary.timed("mark"):
+                marked = mark_frame(swapped, mid, cfg.label)
+            with summary.timed("encode"):
+                sink.write(name, marked)
+            if preview_dir and first + i in sampled:
+                _preview(preview_dir, Path(name).stem, frame, marked, mid, cfg.label)
+        bar.update(len(names))
+        bar.set_postfix_str(f"{summary.faces_swapped} faces", refresh=False)
+
+    # One chunk is marked and written on a second thread while the next is decoded, detected
+    # and swapped: marking and feeding ffmpeg take a third of a frame's time. The writer's
+    # pool is left (waiting for the chunk in hand) before the sink, so an error or Ctrl-C
+    # never discards a file that is still being written.
     with Sink(source, cfg.output, mid, cfg.crf) as sink, \
-            progress(source.count, "frame", "convert") as bar:
-        n = 0
+            progress(source.count, "frame", "convert") as bar, \
+            ThreadPoolExecutor(1) as writer:
+        n, written = 0, None
         while chunk := next_chunk():
             names, images = [c[0] for c in chunk], [c[1] for c in chunk]
             with summary.timed("detect"):
@@ -280,19 +316,13 @@ def convert(cfg: ConvertConfig, finder: FaceFinder | None = None,
             if cfg.face_index is not None:
                 faces = [f[cfg.face_index:cfg.face_index + 1] for f in faces]
             swapped = swapper.swap(images, faces, summary)
-            for i, (name, before, after) in enumerate(zip(names, images, swapped)):
-                with summary.timed("mark"):
-                    marked = mark_frame(after, mid, cfg.label)
-                with summary.timed("encode"):
-                    sink.write(name, marked)
-                if preview_dir and n + i in sampled:
-                    _preview(preview_dir, Path(name).stem, before, marked, mid, cfg.label)
             summary.frames += len(chunk)
             summary.faces_swapped += sum(len(f) for f in faces)
             summary.frames_without_face += sum(not f for f in faces)
+            _wait(written)
+            written = writer.submit(write, n, names, images, swapped)
             n += len(chunk)
-            bar.update(len(chunk))
-            bar.set_postfix_str(f"{summary.faces_swapped} faces", refresh=False)
+        _wait(written)
         with summary.timed("encode"):
             sink.close()
     summary.seconds = time.perf_counter() - start

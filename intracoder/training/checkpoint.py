@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import shutil
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -140,9 +141,15 @@ def promote(staging: Path, current: Path, backups: Path, keep_backups: int) -> P
 
 
 def load_weights_file(target, path: Path, what: str = "model") -> None:
-    """``target.load_weights(path)``, with a missing or mismatched file as one error line."""
+    """``target.load_weights(path)``, with a missing or mismatched file as one error line.
+
+    Keras warns, rather than fails, when a file lacks some layers ("... will retain their
+    freshly-initialized weights"): a model half random is no model, so that is a mismatch
+    too, and no warning is printed above the error line."""
     try:
-        target.load_weights(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            target.load_weights(path)
     except FileNotFoundError:
         checkpoint = "checkpoint" if what == "model" else f"{what} checkpoint"
         raise UserError(f"{path}: missing; the {checkpoint} is incomplete") from None
@@ -150,6 +157,12 @@ def load_weights_file(target, path: Path, what: str = "model") -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: does not fit the {what} described in state.json "
                         f"({first[:160]})") from None
+    for warning in caught:
+        if "freshly-initialized" in str(warning.message):
+            raise UserError(f"{path}: does not fit the {what} described in state.json "
+                            "(layers missing from the file)")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)
 
 
 def load_weights(model: SwapModel, ckpt: Path) -> None:
