@@ -27,7 +27,8 @@ from intracoder.errors import UserError
 from intracoder.models.config import LossConfig, ModelConfig
 from intracoder.training import checkpoint
 from intracoder.training.config import TrainConfig
-from intracoder.training.loop import LR_DROP, MAX_ROLLBACKS, train
+from intracoder.training.guard import LR_DROP, MAX_ROLLBACKS
+from intracoder.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_TF = importlib.util.find_spec("tensorflow") is not None  # the TensorBoard event writer

@@ -140,19 +140,31 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
+def _distributions(source: np.ndarray, reference: np.ndarray, mask: np.ndarray | None,
+                   seed: int):
+    """What idt and sot start from: a seeded generator, the distinct source colours (float64,
+    N x 3) with each pixel's index into them, and samples of the selected pixels: source
+    indices into those colours and reference colours. None when nothing is selected."""
+    sel = _selection(source, reference, mask)
+    if sel is None:
+        return None
+    rng = np.random.default_rng(seed)
+    x, inverse = _unique_colours(source)
+    idx_s = inverse[_sample(sel, rng)]
+    ref = reference.reshape(-1, 3).astype(np.float64)[_sample(sel, rng)]
+    return rng, x, inverse, idx_s, ref
+
+
 def idt(source: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None,
         iterations: int = 12, seed: int = _SEED) -> np.ndarray:
     """Iterative distribution transfer (Pitie et al. 2005): in a random orthonormal basis,
     match each of the three 1-D marginals; repeat with new bases. Every marginal in every
     direction tends to the reference's, i.e. the full 3-D colour distribution does, which
     also moves rare colours (lips, shadows) that mean/covariance methods leave behind."""
-    sel = _selection(source, reference, mask)
-    if sel is None:
+    start = _distributions(source, reference, mask, seed)
+    if start is None:
         return source.copy()
-    rng = np.random.default_rng(seed)
-    x, inverse = _unique_colours(source)
-    idx_s = inverse[_sample(sel, rng)]
-    ref = reference.reshape(-1, 3).astype(np.float64)[_sample(sel, rng)]
+    rng, x, inverse, idx_s, ref = start
     for _ in range(iterations):
         rot = _random_rotation(rng)
         xr, rr = rot.T @ x.T, rot.T @ ref.T  # one contiguous row per axis
@@ -170,13 +182,10 @@ def sot(source: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = Non
     Wasserstein distance. The displacement is a function of colour alone (not of a per-pixel
     sort order, as in DFL), so neighbouring pixels of the same colour move together and
     DFL's bilateral regularisation of the result is unnecessary."""
-    sel = _selection(source, reference, mask)
-    if sel is None:
+    start = _distributions(source, reference, mask, seed)
+    if start is None:
         return source.copy()
-    rng = np.random.default_rng(seed)
-    x, inverse = _unique_colours(source)
-    idx_s = inverse[_sample(sel, rng)]
-    ref = reference.reshape(-1, 3).astype(np.float64)[_sample(sel, rng)]
+    rng, x, inverse, idx_s, ref = start
     # sum_d d d^T is about (directions / 3) I, so this step size moves a full 1-D gap per step.
     step = 3.0 / directions
     for _ in range(steps):

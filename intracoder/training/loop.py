@@ -22,15 +22,14 @@ from tqdm import tqdm
 
 from intracoder.data.dataset import FaceSet, PairDataset, Prefetcher, load_faceset
 from intracoder.errors import UserError
-from intracoder.models.autoencoder import LossConfig, ModelConfig, SwapModel, build_model
+from intracoder.models.autoencoder import LossConfig, ModelConfig, build_model
 from intracoder.progress import progress
 from intracoder.training import checkpoint
 from intracoder.training.config import TrainConfig, resume_config
+from intracoder.training.guard import NanGuard, learning_rate
 from intracoder.training.preview import (LOSS_PLOT, PREVIEW, TensorBoardLog, write_loss_plot,
                                          write_preview)
 
-LR_DROP = 0.5  # learning-rate factor applied at each NaN rollback
-MAX_ROLLBACKS = 5  # rollbacks without a new good state in between before giving up
 PREVIEW_FACES = 6
 POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
@@ -94,23 +93,6 @@ def _check_facesets(state: dict | None, a: FaceSet, b: FaceSet) -> None:
                   f"({old[side]['count']} -> {len(faces)} faces)", flush=True)
 
 
-def _learning_rate(model: SwapModel) -> float:
-    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
-    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-
-
-def _rollback(model: SwapModel, good: checkpoint.Snapshot, state: dict, iteration: int) -> None:
-    """Back to the last good weights and optimiser state, with a lower learning rate."""
-    lr = _learning_rate(model) * LR_DROP  # read first: the snapshot holds an older rate
-    checkpoint.restore_snapshot(model, good)
-    getattr(model.optimizer, "inner_optimizer", model.optimizer).learning_rate = lr
-    state["learning_rate"] = lr
-    state["rollbacks"].append({"iteration": iteration, "restored": good.iteration,
-                               "learning_rate": lr})
-    tqdm.write(f"iteration {iteration}: loss is not finite; rolled back to the weights of "
-               f"iteration {good.iteration}, learning rate lowered to {lr:.3g}")
-
-
 def train(cfg: TrainConfig, given: dict[str, Any]) -> int:
     # --- the model folder: a new one, or an existing one resumed with its stored recipe ---
     if not cfg.model:
@@ -161,12 +143,7 @@ def train(cfg: TrainConfig, given: dict[str, Any]) -> int:
     iteration = state["iteration"]
 
     def save() -> None:
-        nonlocal good
-        snapshot = checkpoint.take_snapshot(model, iteration)
-        if snapshot is None:  # never write broken weights: fall back to the last good ones
-            _rollback(model, good, state, iteration)
-        else:
-            good = snapshot
+        guard.snapshot(iteration)  # never writes broken weights: rolls back to good ones
         state["iteration"] = iteration
         state["train_seconds"] = seconds_before + time.monotonic() - start
         checkpoint.save(model_dir, model, state, cfg.keep_backups)
@@ -184,17 +161,15 @@ def train(cfg: TrainConfig, given: dict[str, Any]) -> int:
             state["history"].append([iteration, mean_a, mean_b])
             if tensorboard:
                 tensorboard.scalars(iteration, {"loss_a": mean_a, "loss_b": mean_b,
-                                                "learning_rate": _learning_rate(model)})
+                                                "learning_rate": learning_rate(model)})
             window = []
 
     # --- the loop ---
     preview_a, preview_b = dataset.fixed_faces(PREVIEW_FACES)
     tensorboard = TensorBoardLog(model_dir / "logs") if cfg.tensorboard else None
-    good = checkpoint.take_snapshot(model, iteration)
-    if good is None:
-        raise UserError(f"{model_dir}: the saved weights are not finite; restore a backup")
+    guard = NanGuard(model, state, iteration, cfg.rollback_every, model_dir)
     faces_per_step = 2 * cfg.batch_size
-    first_iteration, window, rollbacks_in_a_row = iteration, [], 0
+    first_iteration, window = iteration, []
     seconds_before = state.get("train_seconds", 0.0)
     step_time, reason = None, "the iteration target"
     bar = progress(cfg.iterations, "it", "train", initial=iteration)
@@ -220,23 +195,8 @@ def train(cfg: TrainConfig, given: dict[str, Any]) -> int:
             # The first steps include tracing/compiling: keep them out of the average.
             warm = iteration > first_iteration + 2 and step_time is not None
             step_time = 0.9 * step_time + 0.1 * dt if warm else dt
-
-            # NaN guard: a non-finite loss means the weights may be broken already.
-            if not (math.isfinite(loss_a) and math.isfinite(loss_b)):
-                if rollbacks_in_a_row >= MAX_ROLLBACKS:
-                    raise UserError(f"the loss stays non-finite after {MAX_ROLLBACKS} rollbacks "
-                                    f"(learning rate {_learning_rate(model):.3g}); the last "
-                                    f"checkpoint in {model_dir} is kept")
-                _rollback(model, good, state, iteration)
-                rollbacks_in_a_row += 1
+            if not guard.after_step((loss_a, loss_b), iteration):
                 continue
-            if iteration % cfg.rollback_every == 0:
-                snapshot = checkpoint.take_snapshot(model, iteration)
-                if snapshot is None:
-                    _rollback(model, good, state, iteration)
-                    rollbacks_in_a_row += 1
-                    continue
-                good, rollbacks_in_a_row = snapshot, 0
 
             window.append((loss_a, loss_b))
             if len(window) >= cfg.log_every:

@@ -28,7 +28,8 @@ from intracoder.models.refiner import RefinerConfig, build_refiner
 from intracoder.progress import progress
 from intracoder.training import checkpoint
 from intracoder.training import refiner_checkpoint as rc
-from intracoder.training.loop import MAX_ROLLBACKS, StopRequest, _clock, _rollback
+from intracoder.training.guard import NanGuard
+from intracoder.training.loop import StopRequest, _clock
 from intracoder.training.refiner_config import RUN_FIELDS, RefinerTrainConfig
 from intracoder.training.refiner_eval import evaluate
 
@@ -136,19 +137,11 @@ def _loop(cfg: RefinerTrainConfig, model, state: dict, images: np.ndarray, masks
           model_dir: Path) -> int:
     dataset = RefinerDataset(images, masks, cfg.batch_size, cfg.seed)
     iteration = first = state["iteration"]
-    good = rc.take_snapshot(model, iteration)
-    if good is None:
-        raise UserError(f"{model_dir}: the saved refiner weights are not finite; restore a backup")
+    guard = NanGuard(model, state, iteration, cfg.rollback_every, model_dir, "refiner")
     window: list[float] = []
-    rollbacks_in_a_row = 0
 
     def save() -> None:
-        nonlocal good
-        snapshot = rc.take_snapshot(model, iteration)
-        if snapshot is None:  # never write broken weights: fall back to the last good ones
-            _rollback(model, good, state, iteration)
-        else:
-            good = snapshot
+        guard.snapshot(iteration)  # never writes broken weights: rolls back to good ones
         state["iteration"] = iteration
         rc.save(model_dir, model, state, cfg.keep_backups)
 
@@ -174,20 +167,8 @@ def _loop(cfg: RefinerTrainConfig, model, state: dict, images: np.ndarray, masks
             x, y = next(batches)
             loss = float(model.train_on_batch(x=x, y=y, return_dict=True)["loss"])
             iteration += 1
-            if not math.isfinite(loss):
-                if rollbacks_in_a_row >= MAX_ROLLBACKS:
-                    raise UserError(f"the refiner loss stays non-finite after {MAX_ROLLBACKS} "
-                                    f"rollbacks; the last checkpoint in {model_dir} is kept")
-                _rollback(model, good, state, iteration)
-                rollbacks_in_a_row += 1
+            if not guard.after_step((loss,), iteration):
                 continue
-            if iteration % cfg.rollback_every == 0:
-                snapshot = rc.take_snapshot(model, iteration)
-                if snapshot is None:
-                    _rollback(model, good, state, iteration)
-                    rollbacks_in_a_row += 1
-                    continue
-                good, rollbacks_in_a_row = snapshot, 0
             window.append(loss)
             if len(window) >= cfg.log_every:
                 record()
