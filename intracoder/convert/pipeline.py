@@ -178,21 +178,23 @@ class FaceSwapper:
                 coloured = [colour.transfer(cfg.color, *args) for args in zip(bgr, smalls, inside)]
         paste = blend.paste_seamless if cfg.blend == "seamless" else blend.paste_alpha
 
+        faces_of: dict[int, list] = {}  # frame -> its faces, pasted one after the other
+        for face, generated_face, predicted in zip(cut, coloured, pred8):
+            faces_of.setdefault(face.frame, []).append((face, generated_face, predicted))
+
         def paste_all(frame_no: int) -> np.ndarray:
-            frame = frames[frame_no]  # several faces of a frame go in one after the other
-            for face, generated_face, predicted in zip(cut, coloured, pred8):
-                if face.frame == frame_no:
-                    side = (face.size, face.size)
-                    big = cv2.resize(generated_face, side, interpolation=cv2.INTER_CUBIC)
-                    pred_big = cv2.resize(predicted, side, interpolation=cv2.INTER_LINEAR)
-                    mask = blend.face_mask(pred_big, face.hull, cfg.erode, cfg.blur, face.size)
-                    frame = paste(frame, big, mask, face.matrix)
+            frame = frames[frame_no]
+            for face, generated_face, predicted in faces_of[frame_no]:
+                side = (face.size, face.size)
+                big = cv2.resize(generated_face, side, interpolation=cv2.INTER_CUBIC)
+                pred_big = cv2.resize(predicted, side, interpolation=cv2.INTER_LINEAR)
+                mask = blend.face_mask(pred_big, face.hull, cfg.erode, cfg.blur, face.size)
+                frame = paste(frame, big, mask, face.matrix)
             return frame
 
         out = list(frames)
         with summary.timed("blend"), ThreadPoolExecutor(WORKERS) as pool:
-            with_faces = sorted({face.frame for face in cut})
-            for i, frame in zip(with_faces, pool.map(paste_all, with_faces)):
+            for i, frame in zip(faces_of, pool.map(paste_all, faces_of)):
                 out[i] = frame
         return out
 
