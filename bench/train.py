@@ -1,6 +1,7 @@
 """Training throughput: the train step alone, the data pipeline alone, and both together.
 
-    KERAS_BACKEND=jax python bench/train.py [--preset quick] [--batch-size 8] [--steps 12]
+    KERAS_BACKEND=jax python bench/train.py [--preset quick] [--arch liae-ud] [--batch-size 8]
+                                            [--mixed-precision off|bf16] [--steps 12]
                                             [--workers 2] [--data-only] [--a DIR --b DIR]
 
 The step runs on one batch held in memory, so it is the ceiling; the full loop is what
@@ -33,6 +34,8 @@ from intracoder.faces.faceset import FaceMeta, write_face  # noqa: E402
 from intracoder.models.autoencoder import build_model, flops_per_sample  # noqa: E402
 from intracoder.samples import render_clip  # noqa: E402
 from intracoder.training.config import TrainConfig  # noqa: E402
+from intracoder.training.device import POLICIES  # noqa: E402
+from intracoder.training.optimizers import make_optimizer  # noqa: E402
 
 # Where eyes and mouth sit in a centre crop of a rendered clip (fractions of the crop).
 REGIONS = ((0.36, 0.42, 0.07, 0.03), (0.64, 0.42, 0.07, 0.03), (0.5, 0.72, 0.12, 0.05))
@@ -68,7 +71,10 @@ def rate(fn, count: int, faces_per_call: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="quick")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--arch", default=None, help="model layout (default: the preset's)")
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--mixed-precision", default="off", choices=["off", "bf16", "fp16"])
     p.add_argument("--steps", type=int, default=12, help="steps of each kind")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--priority", action="store_true", help="eyes/mouth priority masks too")
@@ -78,8 +84,12 @@ def main() -> None:
     args = p.parse_args()
     load_before = os.getloadavg()[0]  # other processes: this machine may be shared
 
-    cfg = TrainConfig(preset=args.preset, batch_size=args.batch_size,
-                      eyes_mouth_priority=args.priority, workers=args.workers)
+    cfg = TrainConfig(preset=args.preset, arch=args.arch, resolution=args.resolution,
+                      batch_size=args.batch_size, eyes_mouth_priority=args.priority,
+                      workers=args.workers).resolved()
+    args.batch_size = cfg.batch_size
+    if args.mixed_precision != "off":
+        keras.mixed_precision.set_global_policy(POLICIES[args.mixed_precision])
     mc = cfg.model_config()
     res = mc.resolution
     faces = 2 * args.batch_size
@@ -112,7 +122,7 @@ def main() -> None:
         # processes on a shared machine slow both alike.
         keras.utils.set_random_seed(0)
         model = build_model(mc, cfg.loss_config())
-        model.compile(optimizer=keras.optimizers.Adam(cfg.lr))
+        model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.lr))
         x, y = dataset[0]
         for _ in range(2):  # trace / compile
             model.train_on_batch(x=x, y=y)
@@ -132,7 +142,8 @@ def main() -> None:
 
     flops = flops_per_sample(mc)
     backend = keras.backend.backend()
-    print(f"backend {backend}, preset {args.preset} ({res} px), batch {args.batch_size} per "
+    print(f"backend {backend}, preset {args.preset} ({mc.arch}, {res} px, "
+          f"{args.mixed_precision}), batch {args.batch_size} per "
           f"side = {faces} faces/step, workers {args.workers}, cpu cores {os.cpu_count()}, "
           f"median of {args.steps} steps each, load average before {load_before:.1f}")
     print(f"data pipeline, 1 thread     {data_one:9.1f} faces/s")

@@ -26,9 +26,10 @@ class DemoConfig:
     frames: int = field(default=48, metadata={"help": "frames per rendered clip"})
     clip_size: int = field(default=256, metadata={"help": "rendered clip width and height"})
     face_size: int = field(default=128, metadata={"help": "aligned crop size"})
-    batch_size: int = field(default=8, metadata={"help": "faces per side per training step"})
-    lr: float = field(default=5e-4, metadata={
-        "help": "learning rate (higher than a real run's 5e-5: the demo trains for minutes)"})
+    batch_size: int | None = field(default=None, metadata={
+        "help": "faces per side per training step; none: the quick preset's"})
+    lr: float | None = field(default=None, metadata={
+        "help": "peak learning rate; none: the quick preset's"})
 
 
 def render_inputs(cfg: DemoConfig, out: Path) -> dict[str, Path]:

@@ -31,13 +31,13 @@ SCRIPT = textwrap.dedent("""
     n, res = 2, 64
     a, b = (rng.random((n, res, res, 3), dtype=np.float32) for _ in range(2))
     mask = np.ones((n, res, res, 1), np.float32)
-    model = build_model(preset("quick"))
+    model = build_model(preset("quick", arch="df", resolution=64))
     model.compile(optimizer=keras.optimizers.Adam(5e-5, clipnorm=1.0))
     logs = [model.train_on_batch(x=(a, b), y=(a, mask, b, mask), return_dict=True)
             for _ in range(2)]
     assert all(np.isfinite(l["loss"]) and {"loss_a", "loss_b"} <= set(l) for l in logs), logs
 
-    fresh = build_model(preset("quick"))
+    fresh = build_model(preset("quick", arch="df", resolution=64))
     for part in ("encoder", "inter", "decoder_a", "decoder_b"):
         getattr(model, part).save_weights(out / f"{part}.weights.h5")
         getattr(fresh, part).load_weights(out / f"{part}.weights.h5")

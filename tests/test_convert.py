@@ -256,7 +256,7 @@ def test_refiner_as_a_colour_mode(capsys, quick_model, loaded, finder, facesets,
 def test_cli_end_to_end(clips, tmp_path):
     """extract -> train -> convert -> verify, each through the command line."""
     for side, name in (("a", "grace_hopper"), ("b", "astronaut")):
-        assert main(["extract", str(clips[name]), str(tmp_path / side), "--size", "64",
+        assert main(["extract", str(clips[name]), str(tmp_path / side), "--size", "128",
                      "--largest"]) == 0
     assert main(["train", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"), "--model",
                  str(tmp_path / "m"), "--preset", "quick", "--iterations", "2",

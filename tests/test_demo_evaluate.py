@@ -23,8 +23,10 @@ def demo_out(tmp_path_factory, finder):
 def test_demo_writes_every_output(demo_out):
     for name in ("source.mp4", "swapped.mp4", "preview.png", "loss.png", "evaluation.json",
                  "report/index.html", "report/identity.png", "report/landmarks.png",
-                 "report/frames.png"):
+                 "report/frames.png", "report/side_by_side.gif"):
         assert (demo_out / name).stat().st_size > 0, name
+    assert (demo_out / "report" / "side_by_side.gif").read_bytes()[:6] in (b"GIF87a", b"GIF89a")
+    assert "<table>" in (demo_out / "report" / "index.html").read_text(encoding="utf-8")
 
 
 def test_demo_output_is_marked_synthetic(demo_out, capsys):

@@ -17,11 +17,12 @@ from intracoder.models.blocks import Downscale, ResidualBlock, Upscale
 from intracoder.samples import render_clip
 
 RES = 64
+QUICK64 = dict(arch="df", resolution=RES)  # the 64-px DF layout: fast, every code path
 
 
 @pytest.fixture(scope="module")
 def model() -> SwapModel:
-    return build_model(preset("quick"))
+    return build_model(preset("quick", **QUICK64))
 
 
 def _faces(name: str, n: int, seed: int) -> np.ndarray:
@@ -39,7 +40,7 @@ def _ellipse_masks(n: int) -> np.ndarray:
 
 def test_presets_and_validation():
     q = preset("quick")
-    assert q.resolution == 64
+    assert (q.arch, q.resolution) == ("df-ud", 128)
     d = preset("df128")
     assert (d.resolution, d.ae_dims, d.e_dims, d.d_dims, d.d_mask_dims) == (128, 256, 64, 64, 22)
     assert preset("df256").resolution == 256
@@ -83,7 +84,7 @@ def test_get_config_round_trip(model):
 
 def test_submodel_weights_round_trip(model, tmp_path):
     faces = _faces("astronaut", 2, seed=1)
-    fresh = build_model(preset("quick"))
+    fresh = build_model(preset("quick", **QUICK64))
     for part in ("encoder", "inter", "decoder_a", "decoder_b"):
         path = tmp_path / f"{part}.weights.h5"
         getattr(model, part).save_weights(path)
@@ -118,7 +119,7 @@ def _layer_flops(part: keras.Model) -> float:
 
 
 def test_flops_match_built_layers():
-    cfg = preset("quick")
+    cfg = preset("quick", **QUICK64)
     fresh = build_model(cfg)
     f = forward_flops(cfg)
     assert _layer_flops(fresh.encoder) == f["encoder"]
@@ -177,7 +178,7 @@ def test_loss_goes_down_on_real_faces():
     prio = np.zeros_like(masks)
     prio[:, 24:34, 16:48] = 1.0
     keras.utils.set_random_seed(0)
-    m = build_model(preset("quick"), LossConfig(eyes_mouth_priority=True))
+    m = build_model(preset("quick", **QUICK64), LossConfig(eyes_mouth_priority=True))
     m.compile(optimizer=keras.optimizers.Adam(5e-4, clipnorm=1.0))
     history = [m.train_on_batch(x=(a, b), y=(a, masks, b, masks, prio, prio), return_dict=True)
                for _ in range(30)]

@@ -1,4 +1,5 @@
-"""`intracoder evaluate`: identity, expression, flicker and reconstruction of a swap."""
+"""`intracoder evaluate`: identity, expression, sharpness, seam, flicker and reconstruction of
+a swap, and the HTML report."""
 
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ from intracoder.config import add_arguments, from_args
 def add_parser(sub) -> None:
     from intracoder.metrics.evaluate import EvaluateConfig
 
-    p = sub.add_parser("evaluate", help="score a converted video (identity, expression, flicker)",
-                       description="Per frame and in summary: dlib identity distance of the "
-                       "swapped face to each person's faceset, 468-point landmark error and "
-                       "pose difference against the source, flicker ratio, and each decoder's "
-                       "reconstruction of held-out faces. Without --swapped, converts first.")
+    p = sub.add_parser(
+        "evaluate", help="score a converted video (identity, expression, sharpness, seam, "
+        "flicker)",
+        description="Per frame and in summary: dlib identity distance of the swapped face to "
+        "each person's faceset; expression error against the source, with the 468 face-mesh "
+        "points and with dlib's 5 points (both per inter-ocular distance), and the pose "
+        "difference; sharpness ratio (Laplacian variance of the face, swapped / source); seam "
+        "score (edge added at the blend boundary, 1 = none); flicker ratio; and each decoder's "
+        "reconstruction of held-out faces. --report writes an HTML page with a summary table "
+        "(every figure beside its source baseline), per-frame plots, a frame strip and a "
+        "side-by-side GIF. Without --swapped, converts first.")
     add_arguments(p, EvaluateConfig)
     p.set_defaults(func=run)
 

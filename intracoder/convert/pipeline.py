@@ -230,12 +230,20 @@ def check_model(model_dir: str | None, decoder: str, direction: str) -> dict:
     state = checkpoint.read_state(folder)
     if state is None:
         raise UserError(f"{folder}: not a trained model folder (no checkpoint in it)")
+    from intracoder.models.config import PARTS, ModelConfig
+
+    model_config = ModelConfig(**state["model_config"])
+    if direction not in model_config.directions:
+        raise UserError(f"{folder}: a {model_config.arch} model converts only "
+                        f"{' and '.join(model_config.directions)}, not {direction} (its "
+                        "private inter has seen only person A's faces)")
     files = state.get("files", {})
-    if f"decoder_{decoder}" not in files or decoder not in state.get("facesets", {}):
+    parts = PARTS[model_config.base]
+    if decoder not in state.get("facesets", {}) or not set(parts) <= set(files):
         raise UserError(f"{folder}: this model has no decoder for person {decoder.upper()}, "
                         f"so it cannot convert {direction}")
     ckpt = checkpoint.find_checkpoint(folder)
-    for part in checkpoint.PARTS:
+    for part in parts:
         if not (ckpt / files.get(part, f"{part}.weights.h5")).is_file():
             raise UserError(f"{folder}: incomplete model, {part} weights are missing from {ckpt}")
     return state

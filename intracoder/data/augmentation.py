@@ -5,6 +5,11 @@ else (affine, flip, colour) is shared by input and target, so the network is nev
 to predict where the camera moved or how the light changed, only the face itself. The
 colour jitter is applied once to the source crop before any geometry: colour and geometry
 commute up to interpolation, and it halves the cost of the most expensive step.
+
+One colour change is the exception and touches the input only: ``random_hsv_power``
+(DeepFaceLab's ``random_hsv_shift_amount``) shifts hue, saturation and value of the warped
+input a little, so the model learns to look through small colour changes of what it is
+shown while still being asked for the exact colours of the target.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class AugmentSettings(Protocol):
     contrast: float
     saturation: float
     hue: float
+    random_hsv_power: float  # input-only HSV shift, 0 = off; read with getattr (default 0)
 
 
 @dataclass
@@ -94,6 +100,8 @@ def draw(rng: np.random.Generator, size: int, s: AugmentSettings) -> Draw:
                 angle=angle, scale=scale, shift=shift, flipped=flipped)
 
 
+_HSV_STREAM = 1  # sub-seed of the input-only HSV shift under a sample's colour seed
+
 _local = threading.local()  # albumentations transforms carry their own RNG: one per thread
 
 
@@ -108,6 +116,33 @@ def colour_jitter(image: np.ndarray, seed: int, s: AugmentSettings) -> np.ndarra
         _local.key = key
     _local.jitter.set_random_seed(seed)
     return _local.jitter(image=image)["image"]
+
+
+def hsv_shift(image: np.ndarray, hue: float, saturation: float, value: float) -> np.ndarray:
+    """``image`` (uint8 HxWx3 RGB) with its hue turned by ``hue`` (a fraction of the hue
+    circle; +1/3 takes red to green) and its HSV ``saturation`` and ``value`` (in [0, 1])
+    moved by the given amounts and clipped. Computed in float32 HSV, so a zero shift returns
+    the same bytes."""
+    hsv = cv2.cvtColor(image.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_RGB2HSV)
+    h, s, v = cv2.split(hsv)  # h in degrees [0, 360), s and v in [0, 1]
+    h = cv2.add(h, 360.0 * hue)
+    h -= 360.0 * np.floor(h / 360.0)
+    s = np.clip(s + np.float32(saturation), 0.0, 1.0)
+    v = np.clip(v + np.float32(value), 0.0, 1.0)
+    rgb = cv2.cvtColor(cv2.merge([h, s, v]), cv2.COLOR_HSV2RGB)
+    np.clip(rgb, 0.0, 1.0, out=rgb)
+    return cv2.convertScaleAbs(rgb, alpha=255.0)  # round and saturate (no negatives left)
+
+
+def random_hsv_shift(image: np.ndarray, rng: np.random.Generator, power: float) -> np.ndarray:
+    """DeepFaceLab's random HSV shift (samplelib/SampleProcessor.py,
+    ``random_hsv_shift_amount``): hue turned by up to +-power/2 of the circle, saturation
+    and value each moved by up to +-power/2, all uniform. DFL draws the hue in whole degrees
+    (at least +-1); here it is continuous. ``power`` 0 returns ``image`` itself."""
+    if power <= 0:
+        return image
+    hue, sat, val = rng.uniform(-0.5 * power, 0.5 * power, 3)
+    return hsv_shift(image, float(hue), float(sat), float(val))
 
 
 def priority_hulls(landmarks: np.ndarray) -> list[np.ndarray]:
@@ -134,7 +169,8 @@ def apply(image: np.ndarray, mask: np.ndarray, d: Draw, s: AugmentSettings,
           hulls: list[np.ndarray] | None = None
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """(warped input, target, target mask, priority mask or None), all uint8 and the size
-    of ``image``. ``hulls`` (from priority_hulls) asks for the priority mask."""
+    of ``image``. ``hulls`` (from priority_hulls) asks for the priority mask. A positive
+    ``random_hsv_power`` in ``s`` shifts the colours of the warped input alone."""
     size = image.shape[0]
     image = colour_jitter(image, d.colour_seed, s)
     target = cv2.warpAffine(image, d.matrix, (size, size), flags=cv2.INTER_LINEAR,
@@ -150,6 +186,12 @@ def apply(image: np.ndarray, mask: np.ndarray, d: Draw, s: AugmentSettings,
                            borderMode=cv2.BORDER_REPLICATE)
     target_mask = cv2.warpAffine(mask, d.matrix, (size, size), flags=cv2.INTER_LINEAR,
                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    power = float(getattr(s, "random_hsv_power", 0.0) or 0.0)
+    if power > 0:
+        # Input only, and from a stream of its own (seeded by the sample's colour seed), so
+        # switching it on changes no other random choice: the target stays byte for byte.
+        warped = random_hsv_shift(warped, np.random.default_rng([d.colour_seed, _HSV_STREAM]),
+                                  power)
     prio = priority_mask(hulls, d.matrix, size) if hulls is not None else None
     return warped, target, target_mask, prio
 

@@ -3,6 +3,15 @@
 Crops are resized to the model resolution at load, so an iteration only augments. Batch
 ``i`` is a pure function of (seed, i): a resumed run sees exactly the batches an
 uninterrupted run would have, and the batches can be built in any order on any thread.
+Every random choice of a batch comes from its own generator seeded with
+(seed, side, iteration, stream), so switching one option on (yaw balancing, colour
+matching) changes no other choice.
+
+Two DeepFaceLab options act here rather than in augmentation.py because they need the
+whole faceset: ``uniform_yaw`` (draw head poses evenly instead of as often as the footage
+has them) and ``ct_mode`` (B's faces take the colours of a random A face before they are
+augmented, so B's decoder learns to render under A's lighting: in an a2b swap it is A's
+frames that B's face is pasted into).
 """
 
 from __future__ import annotations
@@ -21,8 +30,27 @@ import numpy as np
 from intracoder.data.augmentation import AugmentSettings, augment, priority_hulls
 from intracoder.errors import UserError
 from intracoder.faces.faceset import list_faces, read_face
+from intracoder.imaging.colour_transfer import COLOUR_MODES, transfer
 
 Batch = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
+
+# Sub-seeds of a batch's generators: default_rng([seed, side, iteration, stream]).
+_AUGMENT_STREAM = 1  # augmentation of the batch's faces (as it has always been)
+_CT_STREAM = 2  # which A face each B face takes its colours from
+_YAW_STREAM = 3  # yaw-balanced choice of the faces
+
+# Yaw bins of uniform_yaw. DeepFaceLab uses 128 bins over [-1.2, 1.2] rad (+-68.75 deg, the
+# largest yaw its landmarks report), 1.07 degrees each. Our facesets are often a few hundred
+# faces of one clip spanning 20-30 degrees: at 1 degree a bin at the edge of the spread holds
+# one or two faces, each of which would then be drawn as often as the whole frontal bin, so
+# training would revisit a handful of frames (often the worst-aligned ones) over and over,
+# and 1 degree is within the noise of a landmark-based yaw estimate anyway. The same range
+# in 31 bins gives 4.4-degree bins: a clearly different head turn at 64-128 px, several faces
+# per bin on a 200-face clip, still 10-15 bins over a +-30 degree set. The count is odd so
+# that one bin is centred on the frontal pose, which most footage is full of; an even count
+# puts a bin edge at 0 and splits the commonest pose over two bins (doubling its weight).
+YAW_RANGE_DEG = float(np.degrees(1.2))
+YAW_BINS = 31
 
 
 @dataclass
@@ -35,6 +63,16 @@ class FaceSet:
     crop_size: int  # the smallest crop in the folder, before resizing
     fingerprint: str
     held_out: list[str]  # crop names kept out of training, for evaluate's reconstruction
+    # Head yaw of each face in degrees (the crop metadata's ``yaw``), float64 N. Left out,
+    # every face counts as frontal; after construction it is always an N-array.
+    yaws: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        yaws = np.zeros(n) if self.yaws is None else np.asarray(self.yaws, np.float64)
+        if yaws.shape != (n,):
+            raise ValueError(f"{n} faces but {yaws.shape} yaws")
+        self.yaws = np.nan_to_num(yaws, nan=0.0)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -54,7 +92,8 @@ def fingerprint(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def _load_one(path: Path, resolution: int) -> tuple[np.ndarray, np.ndarray, list, str, int]:
+def _load_one(path: Path, resolution: int
+              ) -> tuple[np.ndarray, np.ndarray, list, str, int, float]:
     face = read_face(path)
     size = face.image.shape[0]
     # INTER_AREA averages when shrinking (no aliasing); the data check forbids enlarging.
@@ -63,7 +102,7 @@ def _load_one(path: Path, resolution: int) -> tuple[np.ndarray, np.ndarray, list
     mask = cv2.resize(face.mask, (resolution, resolution), interpolation=interp)
     landmarks = face.meta.landmarks_in_crop() * (resolution / size)
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return rgb, mask, priority_hulls(landmarks), face.meta.face_type, size
+    return rgb, mask, priority_hulls(landmarks), face.meta.face_type, size, float(face.meta.yaw)
 
 
 def split_held_out(paths: list[Path], every: int) -> tuple[list[Path], list[Path]]:
@@ -96,7 +135,22 @@ def load_faceset(folder: str | Path, resolution: int, workers: int = 2,
     return FaceSet(folder=folder, images=np.stack([r[0] for r in rows]),
                    masks=np.stack([r[1] for r in rows]), hulls=[r[2] for r in rows],
                    face_type=face_types[0], crop_size=crop_size,
-                   fingerprint=fingerprint(all_paths), held_out=[p.name for p in held])
+                   fingerprint=fingerprint(all_paths), held_out=[p.name for p in held],
+                   yaws=np.array([r[5] for r in rows], np.float64))
+
+
+def yaw_bins(yaws: np.ndarray, bins: int = YAW_BINS,
+             limit: float = YAW_RANGE_DEG) -> list[np.ndarray]:
+    """The faces (indices, ascending) of each non-empty yaw bin, in order of yaw: ``bins``
+    equal bins over [-limit, limit] degrees, yaws beyond it in the outermost bins (as DFL)."""
+    width = 2.0 * limit / bins
+    which = np.clip(np.floor((np.asarray(yaws, np.float64) + limit) / width), 0, bins - 1)
+    which = which.astype(np.int64)
+    return [np.flatnonzero(which == b) for b in np.unique(which)]
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
 
 
 def _to_float(batch: list[np.ndarray]) -> np.ndarray:
@@ -110,33 +164,93 @@ class PairDataset:
     (priority_a, priority_b) when ``priority`` is on; images NHWC float32 in [0, 1], RGB,
     masks NHW1. Each side walks through its faces in a fresh random order every epoch,
     so every face is seen equally often.
+
+    ``uniform_yaw`` (DFL's option of that name) draws each face of a batch by drawing a yaw
+    bin first, uniformly over the side's non-empty bins (see YAW_BINS), then a face
+    uniformly inside it: every head pose the faceset has is trained as often as any other,
+    instead of the frontal ones a clip is mostly made of. A side whose faces all fall in one
+    bin keeps the epoch order. ``ct_mode`` (DFL's, a key of COLOUR_MODES) colour-transfers
+    each B face onto a random A face before augmentation, with the part of the two face
+    masks they share as the statistics selection; colours only, the geometry and the mask
+    are B's own.
     """
 
     def __init__(self, a: FaceSet, b: FaceSet, batch_size: int, settings: AugmentSettings,
-                 seed: int = 0, priority: bool = False) -> None:
+                 seed: int = 0, priority: bool = False, *, uniform_yaw: bool = False,
+                 ct_mode: str = "none") -> None:
+        ct_mode = ct_mode or "none"
+        if ct_mode not in COLOUR_MODES:
+            raise UserError(f"unknown colour transfer mode {ct_mode!r} for training; "
+                            f"choose from {', '.join(COLOUR_MODES)}")
+        if ct_mode != "none" and a.images.shape[1:3] != b.images.shape[1:3]:
+            raise ValueError(f"faces of A are {a.images.shape[1:3]} and of B "
+                             f"{b.images.shape[1:3]}: colour matching needs one size")
         self.sides = (a, b)
         self.batch_size = batch_size
         self.settings = settings
         self.seed = seed
         self.priority = priority
+        self.uniform_yaw = bool(uniform_yaw)
+        self.ct_mode = ct_mode
+        # Per side: the non-empty yaw bins, or None where balancing is off or pointless.
+        self._bins = tuple(self._balancing_bins(faces) for faces in self.sides)
+
+    def _balancing_bins(self, faces: FaceSet) -> list[np.ndarray] | None:
+        if not self.uniform_yaw:
+            return None
+        bins = yaw_bins(faces.yaws)
+        return bins if len(bins) > 1 else None
 
     @lru_cache(maxsize=8)
     def _order(self, side: int, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, side, epoch]).permutation(len(self.sides[side]))
 
     def indices(self, side: int, iteration: int) -> list[int]:
+        bins = self._bins[side]
+        if bins is not None:
+            return self._balanced_indices(bins, side, iteration)
         n = len(self.sides[side])
         first = iteration * self.batch_size
         return [int(self._order(side, k // n)[k % n])
                 for k in range(first, first + self.batch_size)]
 
+    def _balanced_indices(self, bins: list[np.ndarray], side: int,
+                          iteration: int) -> list[int]:
+        """A bin uniformly over the non-empty ones, then a face uniformly inside it."""
+        rng = np.random.default_rng([self.seed, side, iteration, _YAW_STREAM])
+        which = rng.integers(len(bins), size=self.batch_size)
+        sizes = np.array([len(b) for b in bins])
+        within = rng.integers(0, sizes[which])
+        return [int(bins[b][k]) for b, k in zip(which, within)]
+
+    def colour_references(self, iteration: int) -> list[int]:
+        """The A face whose colours each B face of batch ``iteration`` takes (ct_mode)."""
+        rng = np.random.default_rng([self.seed, 1, iteration, _CT_STREAM])
+        return [int(j) for j in rng.integers(len(self.sides[0]), size=self.batch_size)]
+
+    def _colour_matched(self, indices: list[int], iteration: int) -> list[np.ndarray]:
+        """B's faces ``indices`` with the colours of random A faces (ct_mode). The colour
+        functions work in OpenCV's BGR order (rct's LAB conversion depends on it)."""
+        a, b = self.sides
+        out = []
+        for i, j in zip(indices, self.colour_references(iteration)):
+            inside = np.minimum(b.masks[i], a.masks[j])  # face in both crops
+            moved = transfer(self.ct_mode, _bgr(b.images[i]), _bgr(a.images[j]), inside)
+            out.append(cv2.cvtColor(moved, cv2.COLOR_BGR2RGB))
+        return out
+
     def side_batch(self, side: int, iteration: int) -> tuple[np.ndarray, ...]:
         faces = self.sides[side]
-        rng = np.random.default_rng([self.seed, side, iteration, 1])
+        rng = np.random.default_rng([self.seed, side, iteration, _AUGMENT_STREAM])
         columns: tuple[list, ...] = ([], [], [], [])
-        for i in self.indices(side, iteration):
+        indices = self.indices(side, iteration)
+        if side == 1 and self.ct_mode != "none":
+            images = self._colour_matched(indices, iteration)
+        else:
+            images = [faces.images[i] for i in indices]
+        for i, image in zip(indices, images):
             hulls = faces.hulls[i] if self.priority else None
-            for column, array in zip(columns, augment(faces.images[i], faces.masks[i], rng,
+            for column, array in zip(columns, augment(image, faces.masks[i], rng,
                                                       self.settings, hulls)):
                 column.append(array)
         warped, target, mask, prio = columns

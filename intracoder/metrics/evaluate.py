@@ -32,7 +32,8 @@ class EvaluateConfig:
         "help": "the converted video or image; omitted: convert SOURCE first"})
     json: str | None = field(default=None, metadata={"help": "write every number here as JSON"})
     report: str | None = field(default=None, metadata={
-        "help": "folder for an HTML report with per-frame plots and a frame strip"})
+        "help": "folder for an HTML report: summary table, per-frame plots, a frame strip and "
+        "a side-by-side GIF"})
     direction: str = field(default="a2b", metadata={"choices": ["a2b", "b2a"],
                                                      "help": "which way SWAPPED was converted"})
     max_frames: int = field(default=0, metadata={
@@ -59,9 +60,14 @@ def _read(path: str) -> list[np.ndarray]:
 
 
 def _pick(n: int, limit: int) -> list[int]:
+    """``limit`` frames spread over ``n``, as evenly spaced PAIRS of neighbours: flicker is a
+    frame-to-frame change, so a sample with no neighbours in it could not measure it."""
     if limit <= 0 or limit >= n:
         return list(range(n))
-    return sorted(set(np.linspace(0, n - 1, limit).round().astype(int).tolist()))
+    pairs = max(1, limit // 2)
+    firsts = np.linspace(0, n - 2, pairs).round().astype(int)
+    return sorted({int(i) + k for i in firsts for k in (0, 1)} | (
+        {n - 1} if limit % 2 else set()))
 
 
 def _convert_first(cfg: EvaluateConfig, workdir: Path) -> str:
@@ -143,9 +149,15 @@ def summary_lines(result: dict) -> list[str]:
                          f"{r['share_under_threshold']:.0%}, retrieval {r['retrieval']:.0%}")
     e = s["expression"]
     if e["landmark_error_iod"] is not None:
-        lines.append(f"expression kept: landmark error {e['landmark_error_iod']:.3f} IOD, "
+        dlib5 = e.get("dlib5_error_iod")
+        lines.append(f"expression kept: landmark error {e['landmark_error_iod']:.3f} IOD "
+                     f"(468-pt), {'n/a' if dlib5 is None else f'{dlib5:.3f}'} IOD (dlib 5-pt), "
                      f"yaw/pitch/roll diff {e['yaw_diff_deg']:.1f}/{e['pitch_diff_deg']:.1f}/"
                      f"{e['roll_diff_deg']:.1f} deg")
+    if s.get("sharpness_ratio") is not None:
+        lines.append(f"sharpness (swapped/source Laplacian variance): {s['sharpness_ratio']:.2f}")
+    if s.get("seam_score") is not None:
+        lines.append(f"seam (edge added at the blend boundary, 1 = none): {s['seam_score']:.2f}")
     lines.append(f"temporal stability (output/source flicker): {s['temporal_stability']:.2f}")
     for side, r in s["reconstruction"].items():
         if r.get("faces"):

@@ -1,5 +1,6 @@
 """The numbers that score a swap (REFERENCE.md section 5): identity, expression and pose
-kept, flicker, and each decoder's reconstruction of held-out faces.
+kept (468-point mesh and, independently, dlib's 5 points), sharpness, blend seam, flicker,
+and each decoder's reconstruction of held-out faces.
 
 Everything here is deterministic (no sampling at random), so two runs on the same inputs
 give the same numbers.
@@ -16,7 +17,9 @@ import numpy as np
 from intracoder.errors import UserError
 from intracoder.faces.faceset import list_faces, read_face
 from intracoder.faces.masks import LEFT_EYE, RIGHT_EYE, head_pose
+from intracoder.metrics import image_quality
 from intracoder.metrics.identity import SAME_PERSON, distance, embed
+
 
 def mesh_box(points_xy: np.ndarray) -> tuple[float, float, float, float]:
     """A face box from dense landmarks, so frames and crops are boxed the same way."""
@@ -57,6 +60,11 @@ class FrameScore:
     yaw_diff: float | None = None
     pitch_diff: float | None = None
     roll_diff: float | None = None
+    dlib5_error: float | None = None  # mean dlib 5-point distance / 5-point inter-ocular distance
+    sharpness_source: float | None = None  # Laplacian variance in the source face's box
+    sharpness_swapped: float | None = None  # the same over the same box of the swapped frame
+    sharpness_ratio: float | None = None  # swapped / source
+    seam_score: float | None = None  # edge added at the blend boundary; 1.0 = none
 
 
 def identity_summary(to_target: list[float], to_source: list[float]) -> dict:
@@ -96,6 +104,12 @@ def score_frames(finder, source_frames: list[np.ndarray], swapped_frames: list[n
                     src_change.append(_mean_abs(src, prev[1], mask))
                     out_change.append(_mean_abs(sw, prev[2], mask))
                 prev = (i, src, sw)
+                box = mesh_box(s.landmarks[:, :2])
+                score.sharpness_source = image_quality.sharpness(src, box)
+                score.sharpness_swapped = image_quality.sharpness(sw, box)
+                if score.sharpness_source and score.sharpness_swapped is not None:
+                    score.sharpness_ratio = score.sharpness_swapped / score.sharpness_source
+                score.seam_score = image_quality.seam_score(src, sw, s.landmarks[:, :2])
             if f_src and f_sw:
                 s, o = f_src[0], f_sw[0]
                 e = embed(sw, mesh_box(o.landmarks[:, :2]))
@@ -108,6 +122,8 @@ def score_frames(finder, source_frames: list[np.ndarray], swapped_frames: list[n
                 ps, po = head_pose(s.landmarks), head_pose(o.landmarks)
                 score.yaw_diff, score.pitch_diff, score.roll_diff = (
                     float(abs(a - b)) for a, b in zip(po, ps))
+                score.dlib5_error = image_quality.dlib5_error(
+                    src, sw, mesh_box(s.landmarks[:, :2]), mesh_box(o.landmarks[:, :2]))
             scores.append(score)
     ratio = float(np.sum(out_change) / np.sum(src_change)) if src_change and np.sum(src_change) else float("nan")
     return scores, ratio
@@ -147,6 +163,8 @@ def summarise(scores: list[FrameScore], temporal_ratio: float) -> dict:
         vals = [getattr(s, key) for s in scores if getattr(s, key) is not None]
         return float(np.mean(vals)) if vals else None
 
+    sharp = [s for s in scores if s.sharpness_source is not None and s.sharpness_swapped is not None]
+    sharp_src = float(np.sum([s.sharpness_source for s in sharp]))
     swapped = [s for s in scores if s.dist_b is not None]
     source = [s for s in scores if s.source_dist_b is not None]
     return {
@@ -158,6 +176,11 @@ def summarise(scores: list[FrameScore], temporal_ratio: float) -> dict:
                                                 [s.source_dist_a for s in source]),
         },
         "expression": {"landmark_error_iod": mean("landmark_error"), "yaw_diff_deg": mean("yaw_diff"),
-                       "pitch_diff_deg": mean("pitch_diff"), "roll_diff_deg": mean("roll_diff")},
+                       "pitch_diff_deg": mean("pitch_diff"), "roll_diff_deg": mean("roll_diff"),
+                       "dlib5_error_iod": mean("dlib5_error")},
+        # Ratio of the mean Laplacian variances, so a few busy frames do not dominate.
+        "sharpness_ratio": (float(np.sum([s.sharpness_swapped for s in sharp]) / sharp_src)
+                            if sharp and sharp_src > 0 else None),
+        "seam_score": mean("seam_score"),
         "temporal_stability": temporal_ratio,
     }

@@ -1,8 +1,10 @@
-"""The shared-encoder face-swap autoencoder (DFL's DF layout) and its training loss.
+"""The shared-encoder face-swap autoencoder (DFL's DF and LIAE layouts) and its loss.
 
-One encoder + inter block is shared by both identities, each identity gets its own decoder
-that predicts the face and its mask. Training reconstructs each person's own (randomly
-warped) faces; the swap a->b is person a's faces through decoder b. The loss lives in
+DF: one encoder + inter block shared by both identities, one decoder per identity that
+predicts the face and its mask; the swap a->b is person a's faces through decoder b.
+LIAE: one encoder, a shared inter (AB) and a private inter that only sees A, and ONE
+decoder fed two codes side by side; the swap a->b decodes A's shared code twice.
+Training reconstructs each person's own (randomly warped) faces. The loss lives in
 ``compute_loss`` so Keras' compiled train step runs it on every backend.
 """
 
@@ -15,13 +17,15 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from intracoder.models.blocks import PACKAGE, Downscale, ResidualBlock, Upscale
-from intracoder.models.config import (PRESETS, LossConfig, ModelConfig, flops_per_sample,
-                                      forward_flops, preset)
+from intracoder.errors import UserError
+from intracoder.models.blocks import (PACKAGE, DoublingOutput, Downscale, PixelNorm,
+                                      ResidualBlock, Upscale)
+from intracoder.models.config import (ARCHS, PARTS, PRESETS, LossConfig, ModelConfig,
+                                      flops_per_sample, forward_flops, preset)
 from intracoder.models.losses import reconstruction_loss
 
-__all__ = ["ModelConfig", "LossConfig", "PRESETS", "preset", "flops_per_sample",
-           "forward_flops", "SwapModel", "build_model", "DECODERS"]
+__all__ = ["ModelConfig", "LossConfig", "PRESETS", "ARCHS", "PARTS", "preset",
+           "flops_per_sample", "forward_flops", "SwapModel", "build_model", "DECODERS"]
 
 DECODERS = ("a", "b")
 
@@ -35,38 +39,47 @@ def build_encoder(config: ModelConfig) -> keras.Model:
     x = inp
     for i, filters in enumerate(config.encoder_filters):
         x = Downscale(filters, name=f"down{i}")(x)
-    return keras.Model(inp, layers.Flatten(name="flatten")(x), name="encoder")
+    x = layers.Flatten(name="flatten")(x)
+    if config.pixel_norm:
+        x = PixelNorm(name="pixel_norm")(x)
+    return keras.Model(inp, x, name="encoder")
 
 
-def build_inter(config: ModelConfig) -> keras.Model:
+def build_inter(config: ModelConfig, name: str = "inter") -> keras.Model:
     """Dense bottleneck then back to a grid: the part that forces a compact, shared code."""
-    low, ae = config.lowest_res, config.ae_dims
+    low, dense, out = config.lowest_res, config.dense_res, config.inter_out
     inp = keras.Input((low * low * config.encoder_filters[-1],), name="code")
-    x = layers.Dense(ae, name="dense1")(inp)
-    x = layers.Dense(low * low * ae, name="dense2")(x)
-    x = layers.Reshape((low, low, ae), name="to_grid")(x)
-    return keras.Model(inp, Upscale(ae, name="up")(x), name="inter")
+    x = layers.Dense(config.ae_dims, name="dense1")(inp)
+    x = layers.Dense(dense * dense * out, name="dense2")(x)
+    x = layers.Reshape((dense, dense, out), name="to_grid")(x)
+    return keras.Model(inp, Upscale(out, name="up")(x), name=name)
 
 
 def build_decoder(config: ModelConfig, name: str) -> keras.Model:
-    """RGB branch (Upscale + ResidualBlock per step) and a lighter mask branch."""
-    low = config.lowest_res
-    inp = keras.Input((2 * low, 2 * low, config.ae_dims), name="latent")
+    """RGB branch (Upscale + ResidualBlock per step) and a lighter mask branch. The output
+    heads compute in float32 under a mixed policy: a sigmoid in bf16 has 8 bits of mantissa,
+    which costs the last bits of colour."""
+    dense = config.dense_res
+    inp = keras.Input((2 * dense, 2 * dense, config.decoder_in), name="latent")
     x = inp
     for i, filters in enumerate(config.decoder_filters):
         x = Upscale(filters, name=f"up{i}")(x)
         x = ResidualBlock(filters, name=f"res{i}")(x)
-    rgb = layers.Conv2D(3, 1, activation="sigmoid", name="rgb")(x)
+    if config.halved:
+        rgb = DoublingOutput(3, name="rgb", dtype="float32")(x)
+    else:
+        rgb = layers.Conv2D(3, 1, activation="sigmoid", name="rgb", dtype="float32")(x)
     m = inp
-    for i, filters in enumerate(config.mask_filters):
+    mask_filters = config.mask_filters + ((config.d_mask_dims,) if config.halved else ())
+    for i, filters in enumerate(mask_filters):
         m = Upscale(filters, name=f"mask_up{i}")(m)
-    mask = layers.Conv2D(1, 1, activation="sigmoid", name="mask")(m)
+    mask = layers.Conv2D(1, 1, activation="sigmoid", name="mask", dtype="float32")(m)
     return keras.Model(inp, [rgb, mask], name=name)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SwapModel(keras.Model):
-    """One shared encoder + inter block, two decoders ('a', 'b'), each predicting RGB and mask.
+    """A DF or LIAE swap model (``config.arch``): faces in, each person's face and mask out.
 
     call((warped_a, warped_b)) -> {"recon_a", "mask_a", "recon_b", "mask_b"}.
     train_on_batch(x=(warped_a, warped_b), y=(target_a, mask_a, target_b, mask_b
@@ -79,23 +92,46 @@ class SwapModel(keras.Model):
         self.config = config
         self.loss_config = loss_config
         self.encoder = build_encoder(config)
-        self.inter = build_inter(config)
-        self.decoder_a = build_decoder(config, "decoder_a")
-        self.decoder_b = build_decoder(config, "decoder_b")
+        if config.base == "df":
+            self.inter = build_inter(config)
+            self.decoder_a = build_decoder(config, "decoder_a")
+            self.decoder_b = build_decoder(config, "decoder_b")
+        else:
+            self.inter_ab = build_inter(config, "inter_ab")
+            self.inter_a = build_inter(config, "inter_a")
+            self.decoder = build_decoder(config, "decoder")
         self.loss_a_tracker = keras.metrics.Mean(name="loss_a")
         self.loss_b_tracker = keras.metrics.Mean(name="loss_b")
         # Every sublayer is a functional model whose weights already exist, so the model
         # is complete now; no dummy forward pass (slow op by op on jax) is needed.
         self.built = True
 
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """Names of the sub-models, each saved as its own weights file."""
+        return PARTS[self.config.base]
+
     def call(self, inputs, training: bool = False) -> dict:
         warped_a, warped_b = inputs
         n = ops.shape(warped_a)[0]
         # Both sides go through the shared part as one batch: one big conv per layer is
         # faster than two small ones on every backend, and it is what DFL does.
-        latent = self.inter(self.encoder(ops.concatenate([warped_a, warped_b], axis=0)))
-        recon_a, mask_a = self.decoder_a(latent[:n])
-        recon_b, mask_b = self.decoder_b(latent[n:])
+        code = self.encoder(ops.concatenate([warped_a, warped_b], axis=0))
+        if self.config.base == "df":
+            latent = self.inter(code)
+            recon_a, mask_a = self.decoder_a(latent[:n])
+            recon_b, mask_b = self.decoder_b(latent[n:])
+        else:
+            # DFL's LIAE: A (replaced) reads [private(A), shared(A)], B reads [shared(B),
+            # shared(B)]; the swap of A is then [shared(A), shared(A)] through the one
+            # decoder, which is why the shared code must carry A's pose and light.
+            shared = self.inter_ab(code)
+            private = self.inter_a(code[:n])
+            latent = ops.concatenate([ops.concatenate([private, shared[:n]], axis=-1),
+                                      ops.concatenate([shared[n:], shared[n:]], axis=-1)],
+                                     axis=0)
+            rgb, mask = self.decoder(latent)
+            recon_a, recon_b, mask_a, mask_b = rgb[:n], rgb[n:], mask[:n], mask[n:]
         return {"recon_a": recon_a, "mask_a": mask_a, "recon_b": recon_b, "mask_b": mask_b}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -114,19 +150,33 @@ class SwapModel(keras.Model):
         self.loss_b_tracker.update_state(loss_b)
         return loss_a + loss_b
 
-    def decoder(self, name: str) -> keras.Model:
-        if name not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {name!r}")
-        return self.decoder_a if name == "a" else self.decoder_b
+    def check_direction(self, direction: str) -> None:
+        """UserError unless this layout can swap ``direction`` ('a2b' or 'b2a')."""
+        if direction not in self.config.directions:
+            raise UserError(f"a {self.config.arch} model swaps only "
+                            f"{' and '.join(self.config.directions)}, not {direction}: its "
+                            "private inter has seen only person A's faces")
 
     def inference_model(self, decoder: str) -> keras.Model:
-        """encoder -> inter -> decoder as one functional model (rgb, mask), built once."""
+        """Faces -> (rgb, mask) rendered as person ``decoder``, as one functional model.
+
+        DF: encoder -> inter -> decoder_<person>. LIAE, as B: encoder -> inter_ab, its code
+        twice -> decoder (the swap); as A: [inter_a, inter_ab] -> decoder, A's own
+        reconstruction (meaningful on A's faces only)."""
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         models = _INFERENCE.setdefault(self, {})
         if decoder not in models:
-            dec = self.decoder(decoder)
             res = self.config.resolution
             inp = keras.Input((res, res, 3), name="face")
-            rgb, mask = dec(self.inter(self.encoder(inp)))
+            code = self.encoder(inp)
+            if self.config.base == "df":
+                dec = self.decoder_a if decoder == "a" else self.decoder_b
+                rgb, mask = dec(self.inter(code))
+            else:
+                shared = self.inter_ab(code)
+                first = self.inter_a(code) if decoder == "a" else shared
+                rgb, mask = self.decoder(layers.Concatenate(name="codes")([first, shared]))
             models[decoder] = keras.Model(inp, [rgb, mask], name=f"swap_to_{decoder}")
         return models[decoder]
 

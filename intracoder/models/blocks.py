@@ -111,3 +111,57 @@ class ResidualBlock(layers.Layer):
     def get_config(self) -> dict:
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": self.kernel_size}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PixelNorm(layers.Layer):
+    """x / sqrt(mean(x^2) + eps) over the last axis: DFL's -u option on the encoder's code.
+
+    It fixes the scale of the code whatever the lighting or contrast of the input, so the
+    dense bottleneck spends its width on what the face is doing, not on how bright it is.
+    """
+
+    def __init__(self, epsilon: float = 1e-6, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def call(self, x):
+        return x * ops.rsqrt(ops.mean(ops.square(x), axis=-1, keepdims=True) + self.epsilon)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DoublingOutput(layers.Layer):
+    """DFL's -d output: one 1x1 and three 3x3 convs to ``channels`` each, side by side,
+    depth-to-space to twice the size, then sigmoid. The decoder runs at half the output
+    resolution and each of the four convs paints one pixel of every 2x2 block, which is
+    what buys twice the resolution for about the same FLOPs.
+    """
+
+    def __init__(self, channels: int = 3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.convs = [layers.Conv2D(channels, 1 if i == 0 else 3, padding="same",
+                                    name=f"conv{i}", dtype=self.dtype_policy)
+                      for i in range(4)]
+
+    def build(self, input_shape: tuple) -> None:
+        for conv in self.convs:
+            conv.build(input_shape)
+        self.built = True
+
+    def call(self, x):
+        y = ops.concatenate([conv(x) for conv in self.convs], axis=-1)
+        return ops.sigmoid(ops.depth_to_space(y, 2))
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        n, h, w, _ = input_shape
+        return (n, None if h is None else h * 2, None if w is None else w * 2, self.channels)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "channels": self.channels}

@@ -1,9 +1,9 @@
 """The model folder on disk, and the in-memory copy of good weights the NaN guard rolls
 back to.
 
-MODEL/checkpoint/ holds everything needed to resume or convert: encoder, inter and
-decoder_a/decoder_b weights (Keras .weights.h5), the optimiser's variables (optimizer.h5,
-h5py) and state.json. A save writes a complete new folder (MODEL/.checkpoint.saving,
+MODEL/checkpoint/ holds everything needed to resume or convert: one Keras .weights.h5 per
+part of the model (DF: encoder, inter, decoder_a, decoder_b; LIAE: encoder, inter_ab,
+inter_a, decoder), the optimiser's variables (optimizer.h5, h5py) and state.json. A save writes a complete new folder (MODEL/.checkpoint.saving,
 state.json last, so its presence means complete), moves the current checkpoint into
 MODEL/backups/ and renames the new one in. A kill at any moment leaves either the old or
 the new checkpoint complete; ``find_checkpoint`` finishes a save cut off between the two
@@ -36,7 +36,6 @@ STAGING = ".checkpoint.saving"
 BACKUPS = "backups"
 STATE = "state.json"
 OPTIMIZER = "optimizer.h5"
-PARTS = ("encoder", "inter", "decoder_a", "decoder_b")
 FORMAT = 1
 
 
@@ -110,7 +109,7 @@ def save(model_dir: str | Path, model: SwapModel, state: dict, keep_backups: int
     staging, current = model_dir / STAGING, model_dir / CHECKPOINT
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for part in PARTS:
+    for part in model.parts:
         getattr(model, part).save_weights(staging / f"{part}.weights.h5")
     with h5py.File(staging / OPTIMIZER, "w") as f:
         for i, var in enumerate(_optimizer_variables(model)):
@@ -118,7 +117,7 @@ def save(model_dir: str | Path, model: SwapModel, state: dict, keep_backups: int
             ds.attrs["path"] = var.path
     state = {**state, **environment(), "format": FORMAT,
              "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-             "files": {p: f"{p}.weights.h5" for p in PARTS} | {"optimizer": OPTIMIZER}}
+             "files": {p: f"{p}.weights.h5" for p in model.parts} | {"optimizer": OPTIMIZER}}
     write_json(staging / STATE, state)
     return promote(staging, current, model_dir / BACKUPS, keep_backups)
 
@@ -166,7 +165,7 @@ def load_weights_file(target, path: Path, what: str = "model") -> None:
 
 
 def load_weights(model: SwapModel, ckpt: Path) -> None:
-    for part in PARTS:
+    for part in model.parts:
         load_weights_file(getattr(model, part), ckpt / f"{part}.weights.h5")
 
 

@@ -14,8 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from intracoder.errors import UserError
-from intracoder.models.config import PRESETS, LossConfig, ModelConfig
+from intracoder.models.config import ARCHS, PRESETS, LossConfig, ModelConfig
 from intracoder.models.config import preset as model_preset
+
+OPTIMIZERS = ("adam", "adamw", "lion", "rmsprop")  # training/optimizers.py builds them
+COLOUR_MODES = ("none", "rct", "lct", "idt", "sot", "hist")
+# The recipe each preset trains with when the flags leave it open (measured: docs/quality.md).
+PRESET_RECIPES: dict[str, dict[str, Any]] = {
+    "quick": {"batch_size": 8, "lr": 5e-4, "optimizer": "adam"},
+    "df128": {"batch_size": 8, "lr": 5e-5, "optimizer": "adam"},
+    "df256": {"batch_size": 8, "lr": 5e-5, "optimizer": "adam"},
+}
 
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 LOSS_FIELDS = tuple(f.name for f in dataclasses.fields(LossConfig))
@@ -57,13 +66,16 @@ class TrainConfig:
         "iterations between in-memory copies of good weights, the NaN-rollback target"))
     tensorboard: bool = field(default=False, metadata=_run(
         "also write TensorBoard scalars to MODEL/logs (needs TensorFlow installed)"))
-    mixed_precision: str = field(default="off", metadata=_run(
-        "compute in bf16 or fp16 (GPU only); weights stay float32",
-        choices=["off", "bf16", "fp16"]))
+    mixed_precision: str = field(default="auto", metadata=_run(
+        "compute in bf16 (GPU, or a CPU with AVX512-BF16/AMX) or fp16 (GPU); weights, "
+        "loss and output heads stay float32; auto: bf16 where the device has it",
+        choices=["auto", "off", "bf16", "fp16"]))
 
     # The recipe: frozen into the model folder on the first run.
     preset: str = field(default="df128", metadata=_recipe(
         "model size preset", choices=sorted(PRESETS)))
+    arch: str | None = field(default=None, metadata=_recipe(
+        "model layout; None: the preset's", choices=list(ARCHS)))
     resolution: int | None = field(default=None, metadata=_recipe(
         "face size in and out, a multiple of 16; None: the preset's"))
     e_dims: int | None = field(default=None, metadata=_recipe(
@@ -74,8 +86,19 @@ class TrainConfig:
         "decoder base width; None: the preset's"))
     d_mask_dims: int | None = field(default=None, metadata=_recipe(
         "mask branch base width; None: the preset's"))
-    batch_size: int = field(default=8, metadata=_recipe("faces per side per iteration"))
-    lr: float = field(default=5e-5, metadata=_recipe("Adam learning rate"))
+    batch_size: int | None = field(default=None, metadata=_recipe(
+        "faces per side per iteration; None: the preset's"))
+    optimizer: str | None = field(default=None, metadata=_recipe(
+        "optimiser; None: the preset's", choices=sorted(OPTIMIZERS)))
+    lr: float | None = field(default=None, metadata=_recipe(
+        "peak learning rate; None: the preset's"))
+    lr_floor: float = field(default=0.1, metadata=_recipe(
+        "with --iterations or --minutes the rate decays (cosine) to this fraction of the "
+        "peak exactly when the budget ends"))
+    warmup: int = field(default=100, metadata=_recipe(
+        "iterations of linear learning-rate warm-up"))
+    lr_dropout: float = field(default=1.0, metadata=_recipe(
+        "share of weights updated each step (DFL's learning-rate dropout: 0.3; 1: off)"))
     clipnorm: float = field(default=0.0, metadata=_recipe(
         "clip each gradient to this norm (0: off)"))
     dssim_weight: float = field(default=_LOSS.dssim_weight, metadata=_recipe("DSSIM weight"))
@@ -102,13 +125,20 @@ class TrainConfig:
     contrast: float = field(default=0.2, metadata=_recipe("contrast jitter, +- fraction"))
     saturation: float = field(default=0.2, metadata=_recipe("saturation jitter, +- fraction"))
     hue: float = field(default=0.03, metadata=_recipe("hue jitter, +- fraction of the circle"))
+    random_hsv_power: float = field(default=0.0, metadata=_recipe(
+        "random hue/saturation/value shift of the input only (DFL: 0.05; 0: off)"))
+    uniform_yaw: bool = field(default=False, metadata=_recipe(
+        "draw faces evenly over yaw bins, so rare poses train as often as frontal ones"))
+    ct_mode: str = field(default="none", metadata=_recipe(
+        "colour-transfer each B face to a random A face before augmentation, so B's "
+        "decoder learns A's lighting", choices=list(COLOUR_MODES)))
 
     def __post_init__(self) -> None:
         def check(ok: bool, message: str) -> None:
             if not ok:
                 raise UserError(message)
 
-        check(self.batch_size >= 1, "--batch-size must be at least 1")
+        check(self.batch_size is None or self.batch_size >= 1, "--batch-size must be at least 1")
         check(self.iterations is None or self.iterations >= 0, "--iterations must be >= 0")
         check(self.minutes is None or self.minutes > 0, "--minutes must be positive")
         check(self.workers >= 1 and self.prefetch >= 1, "--workers and --prefetch must be >= 1")
@@ -116,7 +146,12 @@ class TrainConfig:
               "--autosave-minutes, --save-every and --keep-backups must be >= 0")
         check(self.preview_every >= 0 and self.log_every >= 1 and self.rollback_every >= 1,
               "--preview-every must be >= 0, --log-every and --rollback-every >= 1")
-        check(self.lr > 0 and self.clipnorm >= 0, "--lr must be positive and --clipnorm >= 0")
+        check((self.lr is None or self.lr > 0) and self.clipnorm >= 0,
+              "--lr must be positive and --clipnorm >= 0")
+        check(0 <= self.lr_floor <= 1 and self.warmup >= 0,
+              "--lr-floor must be within 0..1 and --warmup >= 0")
+        check(0 < self.lr_dropout <= 1, "--lr-dropout is the share of weights updated, 0..1")
+        check(0 <= self.random_hsv_power <= 0.5, "--random-hsv-power must be within 0..0.5")
         check(0 <= self.rotation <= 180, "--rotation must be within 0..180 degrees")
         check(0 <= self.scale < 1 and 0 <= self.shift < 0.5,
               "--scale must be within 0..1 and --shift within 0..0.5")
@@ -129,6 +164,12 @@ class TrainConfig:
     def model_config(self) -> ModelConfig:
         overrides = {k: getattr(self, k) for k in MODEL_FIELDS if getattr(self, k) is not None}
         return model_preset(self.preset, **overrides)
+
+    def resolved(self) -> TrainConfig:
+        """This config with the preset's recipe filled in where a flag left it open."""
+        recipe = PRESET_RECIPES.get(self.preset, PRESET_RECIPES["df128"])
+        return dataclasses.replace(self, **{k: v for k, v in recipe.items()
+                                            if getattr(self, k) is None})
 
     def loss_config(self) -> LossConfig:
         return LossConfig(**{k: getattr(self, k) for k in LOSS_FIELDS})

@@ -75,6 +75,8 @@ class NanGuard:
         restore_snapshot(self.model, self.good)
         getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer).learning_rate = lr
         self.state["learning_rate"] = lr
+        # A loop with a schedule sets the rate every step: the scale keeps the drop in it.
+        self.state["lr_scale"] = self.state.get("lr_scale", 1.0) * LR_DROP
         self.state["rollbacks"].append({"iteration": iteration, "restored": self.good.iteration,
                                         "learning_rate": lr})
         tqdm.write(f"iteration {iteration}: {self.what} loss is not finite; rolled back to the "

@@ -23,15 +23,18 @@ from tqdm import tqdm
 from intracoder.data.dataset import FaceSet, PairDataset, Prefetcher, load_faceset
 from intracoder.errors import UserError
 from intracoder.models.autoencoder import LossConfig, ModelConfig, build_model
+from intracoder.models.config import flops_per_sample
 from intracoder.progress import progress
-from intracoder.training import checkpoint
+from intracoder.training import checkpoint, schedule
 from intracoder.training.config import TrainConfig, resume_config
+from intracoder.training.device import POLICIES, gpu_visible, resolve_precision
 from intracoder.training.guard import NanGuard, learning_rate
+from intracoder.training.optimizers import make_optimizer, set_learning_rate
 from intracoder.training.preview import (LOSS_PLOT, PREVIEW, TensorBoardLog, write_loss_plot,
                                          write_preview)
 
 PREVIEW_FACES = 6
-POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+CPU_PRESET = "quick"  # the preset sized for a CPU; the others are sized for a GPU
 
 
 class StopRequest:
@@ -58,23 +61,6 @@ class StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _gpu_visible() -> bool:
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_physical_devices("GPU"))
-    if backend == "jax":
-        import jax
-
-        return any(d.platform == "gpu" for d in jax.devices())
-    if backend == "torch":
-        import torch
-
-        return torch.cuda.is_available()
-    return False
-
-
 def _check_facesets(state: dict | None, a: FaceSet, b: FaceSet) -> None:
     if a.face_type != b.face_type:
         raise UserError(f"A has {a.face_type!r} faces and B has {b.face_type!r} faces; "
@@ -94,6 +80,15 @@ def _check_facesets(state: dict | None, a: FaceSet, b: FaceSet) -> None:
 
 
 def train(cfg: TrainConfig, given: dict[str, Any]) -> int:
+    """Train (or resume) the model of ``cfg.model``; restores Keras' global dtype policy."""
+    policy = keras.mixed_precision.global_policy()
+    try:
+        return _train(cfg, given)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
     # --- the model folder: a new one, or an existing one resumed with its stored recipe ---
     if not cfg.model:
         raise UserError("--model is required: the folder that holds (or will hold) the model")
@@ -104,10 +99,11 @@ def train(cfg: TrainConfig, given: dict[str, Any]) -> int:
             raise UserError(f"{model_dir}: no model to resume (no checkpoint in it)")
         if not (cfg.a and cfg.b):
             raise UserError("--a and --b (folders of extracted faces) are required for a new model")
-        cfg = dataclasses.replace(cfg, a=str(Path(cfg.a).resolve()), b=str(Path(cfg.b).resolve()))
+        cfg = dataclasses.replace(cfg, a=str(Path(cfg.a).resolve()),
+                                  b=str(Path(cfg.b).resolve())).resolved()
         model_config, loss_config = cfg.model_config(), cfg.loss_config()
     else:
-        cfg = resume_config(state["config"], state["model_config"], cfg, given)
+        cfg = resume_config(state["config"], state["model_config"], cfg, given).resolved()
         model_config = ModelConfig(**state["model_config"])
         loss_config = LossConfig(**state["loss_config"])
 
@@ -116,21 +112,22 @@ def train(cfg: TrainConfig, given: dict[str, Any]) -> int:
     faces_a = load_faceset(cfg.a, res, cfg.workers, cfg.held_out_every)
     faces_b = load_faceset(cfg.b, res, cfg.workers, cfg.held_out_every)
     _check_facesets(state, faces_a, faces_b)
-    dataset = PairDataset(faces_a, faces_b, cfg.batch_size, cfg, cfg.seed, cfg.eyes_mouth_priority)
+    dataset = PairDataset(faces_a, faces_b, cfg.batch_size, cfg, cfg.seed,
+                          cfg.eyes_mouth_priority, uniform_yaw=cfg.uniform_yaw,
+                          ct_mode=cfg.ct_mode)
 
     # --- model, optimiser, and their state when resuming ---
-    if cfg.mixed_precision != "off":
-        if not _gpu_visible():
-            raise UserError(f"--mixed-precision {cfg.mixed_precision} needs a GPU; the "
-                            f"{keras.backend.backend()} backend sees none")
-        keras.mixed_precision.set_global_policy(POLICIES[cfg.mixed_precision])
+    precision = resolve_precision(cfg.mixed_precision)
+    if precision != "off":
+        keras.mixed_precision.set_global_policy(POLICIES[precision])
     if state is not None and cfg.iterations is not None and state["iteration"] >= cfg.iterations:
         print(f"{model_dir} is already at iteration {state['iteration']}; nothing to do "
               "(raise --iterations to train on)", flush=True)
         return 0
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(model_config, loss_config)
-    model.compile(optimizer=keras.optimizers.Adam(cfg.lr, clipnorm=cfg.clipnorm or None))
+    model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.lr, cfg.clipnorm, cfg.lr_dropout,
+                                           cfg.seed))
     model.optimizer.build(model.trainable_variables)
     facesets = {"a": faces_a.info(), "b": faces_b.info()}
     if state is None:
@@ -141,6 +138,10 @@ def train(cfg: TrainConfig, given: dict[str, Any]) -> int:
         checkpoint.restore(model_dir, model)
         state.update(config=cfg.to_dict(), facesets=facesets)
     iteration = state["iteration"]
+    seconds_before = state.get("train_seconds", 0.0)
+    plan = schedule.plan(state.get("schedule"), cfg.lr, cfg.lr * cfg.lr_floor, cfg.warmup,
+                         iteration, seconds_before, cfg.iterations, cfg.minutes)
+    state["schedule"] = plan.to_dict()
 
     def save() -> None:
         guard.snapshot(iteration)  # never writes broken weights: rolls back to good ones
@@ -170,23 +171,29 @@ def train(cfg: TrainConfig, given: dict[str, Any]) -> int:
     guard = NanGuard(model, state, iteration, cfg.rollback_every, model_dir)
     faces_per_step = 2 * cfg.batch_size
     first_iteration, window = iteration, []
-    seconds_before = state.get("train_seconds", 0.0)
     step_time, reason = None, "the iteration target"
+    warn_cpu = cfg.preset != CPU_PRESET and not gpu_visible()
     bar = progress(cfg.iterations, "it", "train", initial=iteration)
     with Prefetcher(dataset, iteration, cfg.workers, cfg.prefetch) as batches, \
             StopRequest() as stop, bar:
-        tqdm.write(f"training {model_dir} ({keras.backend.backend()}): {res} px, batch "
-                   f"{cfg.batch_size} per side, from iteration {iteration}"
+        tqdm.write(f"training {model_dir} ({keras.backend.backend()}, {precision}): "
+                   f"{model_config.arch} {res} px, batch {cfg.batch_size} per side, "
+                   f"{cfg.optimizer} lr {cfg.lr:g}, from iteration {iteration}"
                    + (f" to {cfg.iterations}" if cfg.iterations is not None else "")
                    + (f" for at most {cfg.minutes:g} min" if cfg.minutes else ""))
         sys.stdout.flush()
         start = last_save = time.monotonic()
         deadline = start + cfg.minutes * 60 if cfg.minutes else math.inf
+        if plan.unit == "seconds":  # a resumed time schedule ends where it was planned to
+            deadline = min(deadline, start + plan.end - seconds_before)
         while cfg.iterations is None or iteration < cfg.iterations:
             if stop.requested or time.monotonic() >= deadline:
                 reason = "Ctrl-C" if stop.requested else "the time budget"
                 break
             t0 = time.perf_counter()
+            seconds = seconds_before + time.monotonic() - start
+            set_learning_rate(model.optimizer,
+                              plan.rate(iteration, seconds) * state.get("lr_scale", 1.0))
             x, y = next(batches)
             logs = model.train_on_batch(x=x, y=y, return_dict=True)
             loss_a, loss_b = float(logs["loss_a"]), float(logs["loss_b"])
@@ -197,6 +204,12 @@ def train(cfg: TrainConfig, given: dict[str, Any]) -> int:
             step_time = 0.9 * step_time + 0.1 * dt if warm else dt
             if not guard.after_step((loss_a, loss_b), iteration):
                 continue
+            if warn_cpu and iteration == first_iteration + 4:
+                warn_cpu = False
+                tqdm.write(f"no GPU: one {cfg.preset} iteration takes {step_time:.1f} s here "
+                           f"({flops_per_sample(model_config) * faces_per_step / 1e9:.0f} "
+                           f"GFLOP); --preset {CPU_PRESET} is sized to train in minutes on "
+                           "a CPU")
 
             window.append((loss_a, loss_b))
             if len(window) >= cfg.log_every:

@@ -29,13 +29,16 @@ def _save(fig: Figure, path: Path) -> None:
 
 
 def preview_rows(model, faces_a: np.ndarray, faces_b: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """(label, faces) rows: each person's input, its reconstruction and its swap."""
+    """(label, faces) rows: each person's input, its reconstruction and its swap (a layout
+    that cannot swap B into A, LIAE, shows B's row without one)."""
     recon_a, _ = model.decode(faces_a, "a")
     swap_ab, _ = model.decode(faces_a, "b")
     recon_b, _ = model.decode(faces_b, "b")
-    swap_ba, _ = model.decode(faces_b, "a")
-    return [("A input", faces_a), ("A recon", recon_a), ("A to B", swap_ab),
-            ("B input", faces_b), ("B recon", recon_b), ("B to A", swap_ba)]
+    rows = [("A input", faces_a), ("A recon", recon_a), ("A to B", swap_ab),
+            ("B input", faces_b), ("B recon", recon_b)]
+    if "b2a" in model.config.directions:
+        rows.append(("B to A", model.decode(faces_b, "a")[0]))
+    return rows
 
 
 def write_preview(model, faces_a: np.ndarray, faces_b: np.ndarray, path: str | Path,
