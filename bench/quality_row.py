@@ -21,6 +21,7 @@ METRICS = (
     ("expr 468", "expression.landmark_error_iod", "{:.3f}"),
     ("expr dlib5", "expression.dlib5_error_iod", "{:.3f}"),
     ("sharpness", "sharpness_ratio", "{:.2f}"),
+    ("sharp dlib", "sharpness_ratio_dlib_box", "{:.2f}"),
     ("flicker", "temporal_stability", "{:.2f}"),
     ("seam", "seam_score", "{:.3g}"),
 )

@@ -165,7 +165,8 @@ def test_eyes_mouth_priority_adds_weight():
     mask = np.ones((1, RES, RES, 1), np.float32)
     prio = np.zeros_like(mask)
     prio[:, 20:30, 16:48] = 1.0
-    off = losses.reconstruction_loss(target, pred, mask, mask, RES, LossConfig(), prio)
+    off = losses.reconstruction_loss(target, pred, mask, mask, RES,
+                                     LossConfig(eyes_mouth_priority=False), prio)
     on = losses.reconstruction_loss(target, pred, mask, mask, RES,
                                     LossConfig(eyes_mouth_priority=True), prio)
     assert float(on[0]) > float(off[0]) + 1.0

@@ -139,9 +139,13 @@ def test_score_frames_and_summary_carry_the_new_figures(pastes, finder):
     assert same.dlib5_error == pytest.approx(0.0, abs=1e-9)
     assert pasted.seam_score > 1.4 and pasted.dlib5_error is not None
     assert blur.sharpness_ratio < 0.2
+    assert same.sharpness_dlib_swapped == pytest.approx(same.sharpness_dlib_source)
+    assert blur.sharpness_dlib_swapped < 0.5 * blur.sharpness_dlib_source  # box reaches past the blur
     summary = summarise(frame_scores, 1.0)
     total = sum(s.sharpness_swapped for s in frame_scores) / sum(s.sharpness_source for s in frame_scores)
     assert summary["sharpness_ratio"] == pytest.approx(total)
+    inner = summary["sharpness_ratio_dlib_box"]
+    assert inner is not None and inner < 1.0
     assert summary["seam_score"] == pytest.approx(np.mean([s.seam_score for s in frame_scores]))
     assert summary["expression"]["dlib5_error_iod"] == pytest.approx(
         np.mean([s.dlib5_error for s in frame_scores]))

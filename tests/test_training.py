@@ -33,7 +33,7 @@ from intracoder.training.loop import train
 ROOT = Path(__file__).resolve().parents[1]
 HAS_TF = importlib.util.find_spec("tensorflow") is not None  # the TensorBoard event writer
 TINY = dict(preset="quick", arch="df", resolution=64, e_dims=8, ae_dims=32, d_dims=8,
-            d_mask_dims=4, batch_size=4,
+            d_mask_dims=4, batch_size=4, eyes_mouth_priority=False,
             lr=5e-4, log_every=5, preview_every=0)
 
 
@@ -148,7 +148,8 @@ def test_ctrl_c_saves_a_loadable_checkpoint(facesets, tmp_path):
     model_dir = tmp_path / "interrupted"
     # A preview after every iteration prints "iteration N:", so Ctrl-C can be sent once a
     # step has really run (the first step traces for seconds on a busy machine).
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in {**TINY, "preview_every": 1}.items()]
+    flags = [(f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k}={v}"
+             for k, v in ((k.replace("_", "-"), v) for k, v in {**TINY, "preview_every": 1}.items())]
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), "--a", str(facesets[0]), "--b",
          str(facesets[1]), "--model", str(model_dir), "--iterations", "100000", *flags],

@@ -155,7 +155,9 @@ def summary_lines(result: dict) -> list[str]:
                      f"yaw/pitch/roll diff {e['yaw_diff_deg']:.1f}/{e['pitch_diff_deg']:.1f}/"
                      f"{e['roll_diff_deg']:.1f} deg")
     if s.get("sharpness_ratio") is not None:
-        lines.append(f"sharpness (swapped/source Laplacian variance): {s['sharpness_ratio']:.2f}")
+        inner = s.get("sharpness_ratio_dlib_box")
+        lines.append(f"sharpness (swapped/source Laplacian variance): {s['sharpness_ratio']:.2f}"
+                     + (f" (dlib box {inner:.2f})" if inner is not None else ""))
     if s.get("seam_score") is not None:
         lines.append(f"seam (edge added at the blend boundary, 1 = none): {s['seam_score']:.2f}")
     lines.append(f"temporal stability (output/source flicker): {s['temporal_stability']:.2f}")

@@ -64,6 +64,11 @@ class FrameScore:
     sharpness_source: float | None = None  # Laplacian variance in the source face's box
     sharpness_swapped: float | None = None  # the same over the same box of the swapped frame
     sharpness_ratio: float | None = None  # swapped / source
+    # The same over dlib's own face-detector box of the source frame: tighter than the mesh
+    # box (brows to chin), so fewer unswapped pixels (hair, jaw edge) dilute it; the box an
+    # independent dlib check draws.
+    sharpness_dlib_source: float | None = None
+    sharpness_dlib_swapped: float | None = None
     seam_score: float | None = None  # edge added at the blend boundary; 1.0 = none
 
 
@@ -109,6 +114,10 @@ def score_frames(finder, source_frames: list[np.ndarray], swapped_frames: list[n
                 score.sharpness_swapped = image_quality.sharpness(sw, box)
                 if score.sharpness_source and score.sharpness_swapped is not None:
                     score.sharpness_ratio = score.sharpness_swapped / score.sharpness_source
+                rect = dlib_face_box(src)
+                if rect is not None:
+                    score.sharpness_dlib_source = image_quality.sharpness(src, rect)
+                    score.sharpness_dlib_swapped = image_quality.sharpness(sw, rect)
                 score.seam_score = image_quality.seam_score(src, sw, s.landmarks[:, :2])
             if f_src and f_sw:
                 s, o = f_src[0], f_sw[0]
@@ -158,13 +167,31 @@ def reconstruction(model, folder: str | Path, names: list[str], decoder: str) ->
     return {"faces": len(paths), "ssim": float(np.mean(ssim)), "psnr": float(np.mean(psnr))}
 
 
+def dlib_face_box(image_bgr: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x, y, w, h) of the largest face dlib's HOG detector finds, or None."""
+    from intracoder.metrics import dlib_models
+
+    found = dlib_models.rects(np.ascontiguousarray(image_bgr[..., ::-1]))
+    if not found:
+        return None
+    r = max(found, key=lambda r: r.area())
+    return r.left(), r.top(), r.width(), r.height()
+
+
+def _ratio_of_sums(scores: list[FrameScore], swapped: str, source: str) -> float | None:
+    """sum(swapped) / sum(source) over the frames that have both: the ratio of the mean
+    variances, so a few busy frames do not dominate."""
+    pairs = [(getattr(s, swapped), getattr(s, source)) for s in scores
+             if getattr(s, swapped) is not None and getattr(s, source) is not None]
+    total = float(np.sum([p[1] for p in pairs]))
+    return float(np.sum([p[0] for p in pairs]) / total) if pairs and total > 0 else None
+
+
 def summarise(scores: list[FrameScore], temporal_ratio: float) -> dict:
     def mean(key):
         vals = [getattr(s, key) for s in scores if getattr(s, key) is not None]
         return float(np.mean(vals)) if vals else None
 
-    sharp = [s for s in scores if s.sharpness_source is not None and s.sharpness_swapped is not None]
-    sharp_src = float(np.sum([s.sharpness_source for s in sharp]))
     swapped = [s for s in scores if s.dist_b is not None]
     source = [s for s in scores if s.source_dist_b is not None]
     return {
@@ -178,9 +205,9 @@ def summarise(scores: list[FrameScore], temporal_ratio: float) -> dict:
         "expression": {"landmark_error_iod": mean("landmark_error"), "yaw_diff_deg": mean("yaw_diff"),
                        "pitch_diff_deg": mean("pitch_diff"), "roll_diff_deg": mean("roll_diff"),
                        "dlib5_error_iod": mean("dlib5_error")},
-        # Ratio of the mean Laplacian variances, so a few busy frames do not dominate.
-        "sharpness_ratio": (float(np.sum([s.sharpness_swapped for s in sharp]) / sharp_src)
-                            if sharp and sharp_src > 0 else None),
+        "sharpness_ratio": _ratio_of_sums(scores, "sharpness_swapped", "sharpness_source"),
+        "sharpness_ratio_dlib_box": _ratio_of_sums(scores, "sharpness_dlib_swapped",
+                                                   "sharpness_dlib_source"),
         "seam_score": mean("seam_score"),
         "temporal_stability": temporal_ratio,
     }

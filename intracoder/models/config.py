@@ -119,8 +119,10 @@ class LossConfig:
     dssim_weight: float = field(default=10.0, metadata=_help("weight of the DSSIM term"))
     mse_weight: float = field(default=10.0, metadata=_help("weight of the pixel MSE term"))
     mask_weight: float = field(default=10.0, metadata=_help("weight of the mask MSE term"))
+    # On by default: at 15 CPU minutes it cut the dlib 5-point expression error from 0.056 to
+    # 0.046 and the swap keeps half-closed eyes (docs/quality.md).
     eyes_mouth_priority: bool = field(
-        default=False, metadata=_help("extra L1 weight inside eye and mouth regions"))
+        default=True, metadata=_help("extra L1 weight inside eye and mouth regions"))
     priority_weight: float = field(
         default=300.0, metadata=_help("weight of the eyes/mouth L1 term (DFL: 300)"))
     masked: bool = field(

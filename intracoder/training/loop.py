@@ -152,7 +152,8 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
     def draw() -> None:
         title = f"{model_dir.name}: iteration {iteration}"
         write_preview(model, preview_a, preview_b, model_dir / PREVIEW, title)
-        write_loss_plot(state["history"], state["rollbacks"], model_dir / LOSS_PLOT, title)
+        write_loss_plot(state["history"], state["rollbacks"], model_dir / LOSS_PLOT, title,
+                        state.get("rates"))
 
     def record() -> None:
         """One loss-history point: the mean of the iterations since the last one."""
@@ -160,9 +161,11 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
         if window:
             mean_a, mean_b = (round(float(v), 6) for v in np.mean(window, axis=0))
             state["history"].append([iteration, mean_a, mean_b])
+            rate = learning_rate(model)
+            state.setdefault("rates", []).append([iteration, float(f"{rate:.4g}")])
             if tensorboard:
                 tensorboard.scalars(iteration, {"loss_a": mean_a, "loss_b": mean_b,
-                                                "learning_rate": learning_rate(model)})
+                                                "learning_rate": rate})
             window = []
 
     # --- the loop ---

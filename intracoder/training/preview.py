@@ -77,8 +77,10 @@ def _smooth(values: np.ndarray, span: int) -> np.ndarray:
 
 
 def write_loss_plot(history: list[list[float]], rollbacks: list[dict], path: str | Path,
-                    title: str) -> None:
-    """Both sides' loss on a log scale, raw (faint) and smoothed; rollbacks as red lines."""
+                    title: str, rates: list[list[float]] | None = None) -> None:
+    """Both sides' loss on a log scale, raw (faint) and smoothed; rollbacks as red lines;
+    the learning rate the steps trained at (``rates``: [iteration, rate]) on a right axis,
+    so a loss that flattens can be read against the schedule."""
     fig = Figure(figsize=(7, 3.5), dpi=100)
     ax = fig.add_subplot()
     if history:
@@ -95,6 +97,13 @@ def write_loss_plot(history: list[list[float]], rollbacks: list[dict], path: str
         ax.legend(loc="upper right")
     for rb in rollbacks:
         ax.axvline(rb["iteration"], color="red", linewidth=0.8, alpha=0.6)
+    if rates:
+        lr = ax.twinx()
+        r = np.asarray(rates, np.float64)
+        lr.plot(r[:, 0], r[:, 1], color="grey", linewidth=1.0, linestyle="--")
+        lr.set_ylabel("learning rate (dashed)", color="grey")
+        lr.set_ylim(0, r[:, 1].max() * 1.1)
+        lr.tick_params(axis="y", colors="grey", labelsize=8)
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=9)
