@@ -29,6 +29,7 @@ import numpy as np
 from intracoder import __version__
 from intracoder.atomic import write_json
 from intracoder.errors import UserError
+from intracoder.training import optimizers
 from intracoder.models.autoencoder import LossConfig, ModelConfig, SwapModel, build_model
 
 CHECKPOINT = "checkpoint"
@@ -97,9 +98,8 @@ def environment() -> dict:
 
 def _optimizer_variables(model: SwapModel) -> list:
     # The loss-scale wrapper of fp16 training adds its own variables; saving only the
-    # inner Adam state lets a model resume with or without mixed precision.
-    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
-    return list(optimizer.variables)
+    # inner optimiser's state lets a model resume with or without mixed precision.
+    return list(optimizers.inner(model.optimizer).variables)
 
 
 def save(model_dir: str | Path, model: SwapModel, state: dict, keep_backups: int = 3) -> Path:

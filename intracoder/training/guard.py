@@ -18,14 +18,10 @@ from tqdm import tqdm
 
 from intracoder.errors import UserError
 from intracoder.training.checkpoint import Snapshot, restore_snapshot, take_snapshot
+from intracoder.training.optimizers import learning_rate, set_learning_rate
 
 LR_DROP = 0.5  # learning-rate factor applied at each rollback
 MAX_ROLLBACKS = 5  # rollbacks without a new good snapshot in between before giving up
-
-
-def learning_rate(model: keras.Model) -> float:
-    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
-    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
 class NanGuard:
@@ -52,8 +48,9 @@ class NanGuard:
                 return True
         else:
             if self.in_a_row >= MAX_ROLLBACKS:
+                rate = learning_rate(self.model.optimizer)
                 raise UserError(f"the {self.what} loss stays non-finite after {MAX_ROLLBACKS} "
-                                f"rollbacks (learning rate {learning_rate(self.model):.3g}); "
+                                f"rollbacks (learning rate {rate:.3g}); "
                                 f"the last checkpoint in {self.model_dir} is kept")
             self.rollback(iteration)
         self.in_a_row += 1
@@ -71,9 +68,10 @@ class NanGuard:
 
     def rollback(self, iteration: int) -> None:
         """Back to the last good weights and optimiser state, with a lower learning rate."""
-        lr = learning_rate(self.model) * LR_DROP  # read first: the snapshot holds an older rate
+        # Read first: the snapshot holds an older rate.
+        lr = learning_rate(self.model.optimizer) * LR_DROP
         restore_snapshot(self.model, self.good)
-        getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer).learning_rate = lr
+        set_learning_rate(self.model.optimizer, lr)
         self.state["learning_rate"] = lr
         # A loop with a schedule sets the rate every step: the scale keeps the drop in it.
         self.state["lr_scale"] = self.state.get("lr_scale", 1.0) * LR_DROP

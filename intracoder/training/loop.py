@@ -28,8 +28,8 @@ from intracoder.progress import progress
 from intracoder.training import checkpoint, schedule
 from intracoder.training.config import TrainConfig, resume_config
 from intracoder.training.device import POLICIES, gpu_visible, resolve_precision
-from intracoder.training.guard import NanGuard, learning_rate
-from intracoder.training.optimizers import make_optimizer, set_learning_rate
+from intracoder.training.guard import NanGuard
+from intracoder.training.optimizers import learning_rate, make_optimizer, set_learning_rate
 from intracoder.training.preview import (LOSS_PLOT, PREVIEW, TensorBoardLog, write_loss_plot,
                                          write_preview)
 
@@ -161,7 +161,7 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
         if window:
             mean_a, mean_b = (round(float(v), 6) for v in np.mean(window, axis=0))
             state["history"].append([iteration, mean_a, mean_b])
-            rate = learning_rate(model)
+            rate = learning_rate(model.optimizer)
             state.setdefault("rates", []).append([iteration, float(f"{rate:.4g}")])
             if tensorboard:
                 tensorboard.scalars(iteration, {"loss_a": mean_a, "loss_b": mean_b,

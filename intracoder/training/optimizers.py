@@ -61,6 +61,15 @@ def make_optimizer(name: str, learning_rate: float, clipnorm: float = 0.0,
     return _with_lr_dropout(base)(lr_dropout=lr_dropout, dropout_seed=seed, **kwargs)
 
 
+def inner(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """The optimiser that owns the learning rate and the moments: fp16 training wraps it in
+    a loss-scale optimiser, whose own variables are not part of the model's state."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+    return float(ops.convert_to_numpy(inner(optimizer).learning_rate))
+
+
 def set_learning_rate(optimizer: keras.optimizers.Optimizer, value: float) -> None:
-    inner = getattr(optimizer, "inner_optimizer", optimizer)  # fp16's loss-scale wrapper
-    inner.learning_rate.assign(value)
+    inner(optimizer).learning_rate.assign(value)
