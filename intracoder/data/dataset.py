@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from time import perf_counter
+from typing import Any
 
 import cv2
 import numpy as np
@@ -157,6 +158,18 @@ def _to_float(batch: list[np.ndarray]) -> np.ndarray:
     return np.multiply(np.stack(batch), np.float32(1 / 255), dtype=np.float32)
 
 
+class _WarpOff:
+    """Augmentation settings as given, with the random warp off."""
+
+    random_warp = False
+
+    def __init__(self, settings: AugmentSettings) -> None:
+        self._settings = settings
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._settings, name)
+
+
 class PairDataset:
     """Training batches over faceset A and B (the PyDataset role: ``dataset[i]``).
 
@@ -194,6 +207,13 @@ class PairDataset:
         self.ct_mode = ct_mode
         # Per side: the non-empty yaw bins, or None where balancing is off or pointless.
         self._bins = tuple(self._balancing_bins(faces) for faces in self.sides)
+        self._warp_off_from: int | None = None
+
+    def warp_off_from(self, iteration: int | None) -> None:
+        """Draw batches from ``iteration`` on without the random warp, whatever the settings
+        say (the sharpening phase); None: as the settings say. Batches a prefetcher has
+        already made keep the warp they were made with."""
+        self._warp_off_from = iteration
 
     def _balancing_bins(self, faces: FaceSet) -> list[np.ndarray] | None:
         if not self.uniform_yaw:
@@ -242,6 +262,9 @@ class PairDataset:
     def side_batch(self, side: int, iteration: int) -> tuple[np.ndarray, ...]:
         faces = self.sides[side]
         rng = np.random.default_rng([self.seed, side, iteration, _AUGMENT_STREAM])
+        settings = self.settings
+        if self._warp_off_from is not None and iteration >= self._warp_off_from:
+            settings = _WarpOff(settings)
         columns: tuple[list, ...] = ([], [], [], [])
         indices = self.indices(side, iteration)
         if side == 1 and self.ct_mode != "none":
@@ -251,7 +274,7 @@ class PairDataset:
         for i, image in zip(indices, images):
             hulls = faces.hulls[i] if self.priority else None
             for column, array in zip(columns, augment(image, faces.masks[i], rng,
-                                                      self.settings, hulls)):
+                                                      settings, hulls)):
                 column.append(array)
         warped, target, mask, prio = columns
         out = (_to_float(warped), _to_float(target), _to_float(mask)[..., None])

@@ -29,8 +29,8 @@ import numpy as np
 from intracoder import __version__
 from intracoder.atomic import write_json
 from intracoder.errors import UserError
-from intracoder.training import optimizers
 from intracoder.models.autoencoder import LossConfig, ModelConfig, SwapModel, build_model
+from intracoder.training import optimizers
 
 CHECKPOINT = "checkpoint"
 STAGING = ".checkpoint.saving"
@@ -171,15 +171,14 @@ def load_weights(model: SwapModel, ckpt: Path) -> None:
 
 def load_optimizer(model: SwapModel, ckpt: Path) -> None:
     """Adam's moments, step count and learning rate, so a resumed run continues exactly."""
-    variables = _optimizer_variables(model)
     with h5py.File(ckpt / OPTIMIZER, "r") as f:
-        arrays = [f[name][()] for name in sorted(f.keys())]
-    shapes = [tuple(v.shape) for v in variables]
-    if [a.shape for a in arrays] != shapes:
+        names = sorted(f.keys())
+        arrays = [f[name][()] for name in names]
+        paths = [str(f[name].attrs.get("path", "")) for name in names]
+    if not optimizers.assign_state(model.optimizer, arrays, paths):
         raise UserError(f"{ckpt / OPTIMIZER}: optimiser state does not fit this model "
-                        f"({len(arrays)} variables saved, {len(shapes)} expected)")
-    for var, array in zip(variables, arrays):
-        var.assign(array)
+                        f"({len(arrays)} variables saved, "
+                        f"{len(_optimizer_variables(model))} expected)")
 
 
 def load_model(model_dir: str | Path) -> tuple[SwapModel, dict]:

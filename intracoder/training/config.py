@@ -2,9 +2,11 @@
 
 Every field is a ``train`` option (intracoder/config.py maps them one to one). Fields marked
 ``run`` say where the data is, when to stop and how often to save or draw: they may change
-from one run to the next. All other fields define the model or the training recipe; they
-are frozen into the model folder, and on resume a flag that contradicts them is an error,
-because silently ignoring it would train something other than what the user asked for.
+from one run to the next. The phase switches (training/phase.py: random warp, learning-rate
+dropout, the sharpening share) are part of the recipe but may change on resume; the change
+is recorded. All other fields define the model or the training recipe; they are frozen into
+the model folder, and on resume a flag that contradicts them is an error, because silently
+ignoring it would train something other than what the user asked for.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from intracoder.errors import UserError
 from intracoder.models.config import ARCHS, PRESETS, LossConfig, ModelConfig
 from intracoder.models.config import preset as model_preset
+from intracoder.training.phase import PHASE_FIELDS
 
 OPTIMIZERS = ("adam", "adamw", "lion", "rmsprop")  # training/optimizers.py builds them
 COLOUR_MODES = ("none", "rct", "lct", "idt", "sot", "hist")
@@ -98,7 +101,11 @@ class TrainConfig:
     warmup: int = field(default=100, metadata=_recipe(
         "iterations of linear learning-rate warm-up"))
     lr_dropout: float = field(default=1.0, metadata=_recipe(
-        "share of weights updated each step (DFL's learning-rate dropout: 0.3; 1: off)"))
+        "share of weights updated each step (DFL's learning-rate dropout: 0.3; 1: off); "
+        "may change on resume"))
+    sharpen_last: float = field(default=0.0, metadata=_recipe(
+        "with --iterations or --minutes: train the last share of the budget with the random "
+        "warp off and learning-rate dropout 0.3, to finish sharp (0: off)"))
     clipnorm: float = field(default=0.0, metadata=_recipe(
         "clip each gradient to this norm (0: off)"))
     dssim_weight: float = field(default=_LOSS.dssim_weight, metadata=_recipe("DSSIM weight"))
@@ -117,7 +124,7 @@ class TrainConfig:
     scale: float = field(default=0.05, metadata=_recipe("random scale, +- fraction"))
     shift: float = field(default=0.05, metadata=_recipe("random shift, +- fraction of size"))
     random_warp: bool = field(default=True, metadata=_recipe(
-        "DFL random grid warp of the input (not the target)"))
+        "DFL random grid warp of the input (not the target); may change on resume"))
     warp_std: float = field(default=0.24, metadata=_recipe(
         "warp control-point spread, in grid cells (DFL: 0.24)"))
     flip: float = field(default=0.0, metadata=_recipe("probability of a horizontal flip"))
@@ -151,6 +158,7 @@ class TrainConfig:
         check(0 <= self.lr_floor <= 1 and self.warmup >= 0,
               "--lr-floor must be within 0..1 and --warmup >= 0")
         check(0 < self.lr_dropout <= 1, "--lr-dropout is the share of weights updated, 0..1")
+        check(0 <= self.sharpen_last < 1, "--sharpen-last is a share of the budget, 0..1")
         check(0 <= self.random_hsv_power <= 0.5, "--random-hsv-power must be within 0..0.5")
         check(0 <= self.rotation <= 180, "--rotation must be within 0..180 degrees")
         check(0 <= self.scale < 1 and 0 <= self.shift < 0.5,
@@ -200,7 +208,7 @@ def resume_config(stored: dict, model_config: dict, new: TrainConfig,
     old = TrainConfig(**{k: v for k, v in stored.items() if k in known})
     conflicts = []
     for name, value in given.items():
-        if name in RUN_FIELDS:
+        if name in RUN_FIELDS or name in PHASE_FIELDS:
             continue
         before = model_config.get(name) if name in MODEL_FIELDS else getattr(old, name)
         if value != before:
@@ -211,6 +219,7 @@ def resume_config(stored: dict, model_config: dict, new: TrainConfig,
         raise UserError(f"{new.model}: this model was trained with {was}, not {now}; "
                         "drop those options to resume it, or use a new model folder")
     run = {k: getattr(new, k) for k in RUN_FIELDS}
+    run |= {k: getattr(new, k) for k in PHASE_FIELDS if k in given}
     for name in ("a", "b"):
         if run[name] is None:
             run[name] = getattr(old, name)

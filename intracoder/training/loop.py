@@ -25,11 +25,12 @@ from intracoder.errors import UserError
 from intracoder.models.autoencoder import LossConfig, ModelConfig, build_model
 from intracoder.models.config import flops_per_sample
 from intracoder.progress import progress
-from intracoder.training import checkpoint, schedule
+from intracoder.training import checkpoint, phase, schedule
 from intracoder.training.config import TrainConfig, resume_config
 from intracoder.training.device import POLICIES, gpu_visible, resolve_precision
 from intracoder.training.guard import NanGuard
-from intracoder.training.optimizers import learning_rate, make_optimizer, set_learning_rate
+from intracoder.training.optimizers import (learning_rate, make_optimizer, replace_optimizer,
+                                            set_learning_rate)
 from intracoder.training.preview import (LOSS_PLOT, PREVIEW, TensorBoardLog, write_loss_plot,
                                          write_preview)
 
@@ -103,9 +104,19 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
                                   b=str(Path(cfg.b).resolve())).resolved()
         model_config, loss_config = cfg.model_config(), cfg.loss_config()
     else:
-        cfg = resume_config(state["config"], state["model_config"], cfg, given).resolved()
+        stored = state["config"]
+        cfg = resume_config(stored, state["model_config"], cfg, given).resolved()
         model_config = ModelConfig(**state["model_config"])
         loss_config = LossConfig(**state["loss_config"])
+        # Models from before phase switches existed ran the phase their recipe describes.
+        state.setdefault("phase", dataclasses.asdict(phase.recipe_phase(stored)))
+    iteration = state["iteration"] if state else 0
+    seconds_before = state.get("train_seconds", 0.0) if state else 0.0
+    plan = schedule.plan(state and state.get("schedule"), cfg.lr, cfg.lr * cfg.lr_floor,
+                         cfg.warmup, iteration, seconds_before, cfg.iterations, cfg.minutes)
+    current = phase.phase_at(cfg, plan, iteration, seconds_before)
+    if cfg.sharpen_last and plan.unit is None and (state is None or "sharpen_last" in given):
+        raise UserError("--sharpen-last is a share of the budget: give --iterations or --minutes")
 
     # --- data: both facesets decoded and resized once, batches built on worker threads ---
     res = model_config.resolution
@@ -124,23 +135,27 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
         print(f"{model_dir} is already at iteration {state['iteration']}; nothing to do "
               "(raise --iterations to train on)", flush=True)
         return 0
+
+    def enter(now: phase.Phase, why: str) -> None:
+        """Train with the switches of ``now`` from this iteration on."""
+        dataset.warp_off_from(None if now.random_warp else iteration)
+        phase.enter(state, iteration, now, why)
+
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(model_config, loss_config)
-    model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.lr, cfg.clipnorm, cfg.lr_dropout,
-                                           cfg.seed))
+    model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.lr, cfg.clipnorm,
+                                           current.lr_dropout, cfg.seed))
     model.optimizer.build(model.trainable_variables)
     facesets = {"a": faces_a.info(), "b": faces_b.info()}
     if state is None:
         state = checkpoint.new_state(cfg.to_dict(), model_config, loss_config, facesets,
                                      faces_a.face_type)
+        enter(current, "start")
         checkpoint.save(model_dir, model, state, cfg.keep_backups)
     else:
         checkpoint.restore(model_dir, model)
         state.update(config=cfg.to_dict(), facesets=facesets)
-    iteration = state["iteration"]
-    seconds_before = state.get("train_seconds", 0.0)
-    plan = schedule.plan(state.get("schedule"), cfg.lr, cfg.lr * cfg.lr_floor, cfg.warmup,
-                         iteration, seconds_before, cfg.iterations, cfg.minutes)
+        enter(current, "resume")
     state["schedule"] = plan.to_dict()
 
     def save() -> None:
@@ -150,10 +165,10 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
         checkpoint.save(model_dir, model, state, cfg.keep_backups)
 
     def draw() -> None:
-        title = f"{model_dir.name}: iteration {iteration}"
+        title = f"{model_dir.name}: iteration {iteration}, {current.describe()}"
         write_preview(model, preview_a, preview_b, model_dir / PREVIEW, title)
         write_loss_plot(state["history"], state["rollbacks"], model_dir / LOSS_PLOT, title,
-                        state.get("rates"))
+                        state.get("rates"), state.get("phases"))
 
     def record() -> None:
         """One loss-history point: the mean of the iterations since the last one."""
@@ -195,6 +210,14 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
                 break
             t0 = time.perf_counter()
             seconds = seconds_before + time.monotonic() - start
+            now = phase.phase_at(cfg, plan, iteration, seconds)
+            if now != current:
+                if now.lr_dropout != current.lr_dropout:
+                    replace_optimizer(model, make_optimizer(cfg.optimizer, cfg.lr, cfg.clipnorm,
+                                                            now.lr_dropout, cfg.seed))
+                enter(now, f"--sharpen-last {cfg.sharpen_last:g}")
+                current = now
+                tqdm.write(f"iteration {iteration}: {now.describe()}")
             set_learning_rate(model.optimizer,
                               plan.rate(iteration, seconds) * state.get("lr_scale", 1.0))
             x, y = next(batches)

@@ -11,8 +11,11 @@ from __future__ import annotations
 import functools
 
 import keras
+import numpy as np
 from keras import ops
 
+# The path of the one variable learning-rate dropout adds (its mask seed, built last).
+DROPOUT_STATE = "seed_generator"
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
               "lion": keras.optimizers.Lion, "rmsprop": keras.optimizers.RMSprop}
 # AdamW's decoupled weight decay is applied to every weight outside update_step, so
@@ -73,3 +76,35 @@ def learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
 
 def set_learning_rate(optimizer: keras.optimizers.Optimizer, value: float) -> None:
     inner(optimizer).learning_rate.assign(value)
+
+
+def assign_state(optimizer: keras.optimizers.Optimizer, arrays: list[np.ndarray],
+                 paths: list[str]) -> bool:
+    """Give ``optimizer`` (built) the state ``arrays`` saved from an optimiser of the same
+    kind, in variable order; ``paths`` are the saved variables' paths. Learning-rate dropout
+    adds its mask seed as the last variable, so a state saved with it fits an optimiser
+    without it (the seed is dropped) and the other way round (the seed starts fresh): the
+    phase switch changes the dropout, not the moments. False, and nothing assigned, when the
+    rest does not fit."""
+    variables = list(inner(optimizer).variables)
+    if paths and DROPOUT_STATE in paths[-1]:
+        arrays = arrays[:-1]
+    if variables and DROPOUT_STATE in variables[-1].path:
+        variables = variables[:-1]
+    if [tuple(a.shape) for a in arrays] != [tuple(v.shape) for v in variables]:
+        return False
+    for var, array in zip(variables, arrays):
+        var.assign(array)
+    return True
+
+
+def replace_optimizer(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> None:
+    """Compile ``model`` with ``optimizer`` in place of its own, carrying the moments, step
+    count and learning rate over (a phase switch mid-run)."""
+    old = inner(model.optimizer).variables
+    arrays = [ops.convert_to_numpy(v) for v in old]
+    paths = [v.path for v in old]
+    model.compile(optimizer=optimizer)
+    model.optimizer.build(model.trainable_variables)
+    if not assign_state(model.optimizer, arrays, paths):
+        raise ValueError("the new optimiser's state does not match the old one's")

@@ -77,10 +77,12 @@ def _smooth(values: np.ndarray, span: int) -> np.ndarray:
 
 
 def write_loss_plot(history: list[list[float]], rollbacks: list[dict], path: str | Path,
-                    title: str, rates: list[list[float]] | None = None) -> None:
+                    title: str, rates: list[list[float]] | None = None,
+                    phases: list[dict] | None = None) -> None:
     """Both sides' loss on a log scale, raw (faint) and smoothed; rollbacks as red lines;
-    the learning rate the steps trained at (``rates``: [iteration, rate]) on a right axis,
-    so a loss that flattens can be read against the schedule."""
+    phase switches (training/phase.py) as green lines labelled with what changed; the
+    learning rate the steps trained at (``rates``: [iteration, rate]) on a right axis, so a
+    loss that flattens can be read against the schedule."""
     fig = Figure(figsize=(7, 3.5), dpi=100)
     ax = fig.add_subplot()
     if history:
@@ -97,6 +99,11 @@ def write_loss_plot(history: list[list[float]], rollbacks: list[dict], path: str
         ax.legend(loc="upper right")
     for rb in rollbacks:
         ax.axvline(rb["iteration"], color="red", linewidth=0.8, alpha=0.6)
+    for change in phases or []:
+        ax.axvline(change["iteration"], color="tab:green", linewidth=1.0)
+        ax.annotate(_phase_label(change), (change["iteration"], 1.0),
+                    xycoords=("data", "axes fraction"), xytext=(3, -3),
+                    textcoords="offset points", va="top", fontsize=7, color="tab:green")
     if rates:
         lr = ax.twinx()
         r = np.asarray(rates, np.float64)
@@ -110,6 +117,17 @@ def write_loss_plot(history: list[list[float]], rollbacks: list[dict], path: str
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     _save(fig, Path(path))
+
+
+def _phase_label(change: dict) -> str:
+    """'warp off, lr dropout 0.3' from a state["phases"] entry."""
+    words = []
+    if "random_warp" in change:
+        words.append("warp " + ("on" if change["random_warp"] else "off"))
+    if "lr_dropout" in change:
+        rate = change["lr_dropout"]
+        words.append(f"lr dropout {rate:g}" if rate < 1 else "lr dropout off")
+    return ", ".join(words)
 
 
 class TensorBoardLog:
