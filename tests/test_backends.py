@@ -52,6 +52,12 @@ SCRIPT = textwrap.dedent("""
         np.testing.assert_allclose(got, w, atol=1e-6)
     # The whole-model file carries the optimizer state: training resumes, not restarts.
     assert int(reloaded.optimizer.iterations) == 2
+    # A phase switch mid-run (training/phase.py): lr dropout on, the moments carried over.
+    from intracoder.training.optimizers import make_optimizer, replace_optimizer
+
+    replace_optimizer(model, make_optimizer("adam", 5e-5, lr_dropout=0.3))
+    logs.append(model.train_on_batch(x=(a, b), y=(a, mask, b, mask), return_dict=True))
+    assert np.isfinite(logs[-1]["loss"]) and int(model.optimizer.iterations) == 3
     print("OK", logs[-1]["loss"])
 """)
 
