@@ -101,9 +101,10 @@ def write_loss_plot(history: list[list[float]], rollbacks: list[dict], path: str
         ax.axvline(rb["iteration"], color="red", linewidth=0.8, alpha=0.6)
     for change in phases or []:
         ax.axvline(change["iteration"], color="tab:green", linewidth=1.0)
-        ax.annotate(_phase_label(change), (change["iteration"], 1.0),
-                    xycoords=("data", "axes fraction"), xytext=(3, -3),
-                    textcoords="offset points", va="top", fontsize=7, color="tab:green")
+        # At the foot of the line: the legend sits at the top right.
+        ax.annotate(_phase_label(change), (change["iteration"], 0.0),
+                    xycoords=("data", "axes fraction"), xytext=(3, 3),
+                    textcoords="offset points", va="bottom", fontsize=7, color="tab:green")
     if rates:
         lr = ax.twinx()
         r = np.asarray(rates, np.float64)
