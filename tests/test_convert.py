@@ -169,6 +169,25 @@ def test_image_and_folder(swap, loaded, finder, tmp_path):
     assert main(["verify", str(tmp_path / "out" / "b_sky.jpg")]) == 0
 
 
+def test_sharpen_sharpens_only_the_swapped_face(swap, finder, tmp_path):
+    portrait = render_clip("grace_hopper", n_frames=1, size=SIZE, max_angle=0).frames[0]
+    cv2.imwrite(str(tmp_path / "in.png"), portrait)
+    out = {}
+    for amount in (0.0, 2.0):
+        swap(input=str(tmp_path / "in.png"), output=str(tmp_path / f"{amount}.png"),
+             sharpen=amount)
+        out[amount] = cv2.imread(str(tmp_path / f"{amount}.png"))
+    landmarks = finder.find([portrait])[0][0].landmarks[:, :2]
+    inner = cv2.erode(hull_mask(landmarks, SIZE), np.ones((15, 15), np.uint8)) > 0
+    far = cv2.dilate(hull_mask(landmarks, SIZE), np.ones((41, 41), np.uint8)) == 0
+
+    def detail(img):
+        return cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_64F)[inner].var()
+
+    assert detail(out[2.0]) > 1.3 * detail(out[0.0])
+    assert np.array_equal(out[2.0][far], out[0.0][far])
+
+
 def test_every_face_or_the_chosen_one(swap, tmp_path):
     cv2.imwrite(str(tmp_path / "pair.png"), compose_pair(512))
     both = swap(input=str(tmp_path / "pair.png"), output=str(tmp_path / "2.png"))
