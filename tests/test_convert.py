@@ -185,7 +185,9 @@ def test_sharpen_sharpens_only_the_swapped_face(swap, finder, tmp_path):
         return cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_64F)[inner].var()
 
     assert detail(out[2.0]) > 1.3 * detail(out[0.0])
-    assert np.array_equal(out[2.0][far], out[0.0][far])
+    # Away from the face only the invisible mark (~41-44 dB), which follows the content,
+    # may differ.
+    assert psnr(out[2.0][far], out[0.0][far]) > 40  # sharpening it would cost far more
 
 
 def test_every_face_or_the_chosen_one(swap, tmp_path):
