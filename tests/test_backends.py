@@ -1,4 +1,5 @@
-"""The model trains, saves and reloads under every installed Keras backend.
+"""The model trains, saves and reloads under every installed Keras backend, with and
+without its GAN.
 
 Each backend runs in its own subprocess because Keras picks its backend once, at import.
 """
@@ -58,6 +59,35 @@ SCRIPT = textwrap.dedent("""
     replace_optimizer(model, make_optimizer("adam", 5e-5, lr_dropout=0.3))
     logs.append(model.train_on_batch(x=(a, b), y=(a, mask, b, mask), return_dict=True))
     assert np.isfinite(logs[-1]["loss"]) and int(model.optimizer.iterations) == 3
+
+    # The GAN: generator and discriminator train in one step, each with its own optimiser
+    # (GanOptimizer), and both round-trip through a checkpoint.
+    from intracoder.training import checkpoint
+    from intracoder.training.optimizers import model_optimizer, parts
+
+    def gan_model():
+        gan = build_model(preset("quick", arch="df", resolution=64), discriminator=True)
+        gan.set_gan_power(0.1)
+        gan.compile(optimizer=model_optimizer(gan, "adam", 5e-5, lr_dropout=0.3))
+        gan.optimizer.build(gan.trainable_variables)
+        return gan
+
+    gan = gan_model()
+    for _ in range(2):
+        logs.append(gan.train_on_batch(x=(a, b), y=(a, mask, b, mask), return_dict=True))
+    assert np.isfinite(logs[-1]["loss"]) and logs[-1]["loss_d"] > 0, logs[-1]
+    assert [int(p.iterations) for p in parts(gan.optimizer)] == [2, 2]
+    state = checkpoint.new_state({"lr": 5e-5}, gan.config, gan.loss_config, {}, "whole_face")
+    checkpoint.save(out / "gan", gan, state)
+    again = gan_model()
+    checkpoint.restore(out / "gan", again)
+    for got, w in zip(again.get_weights(), gan.get_weights(), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(w))
+    for mine, theirs in zip(parts(again.optimizer), parts(gan.optimizer)):
+        for got, w in zip(mine.variables, theirs.variables, strict=True):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(w))
+    logs.append(again.train_on_batch(x=(a, b), y=(a, mask, b, mask), return_dict=True))
+    assert np.isfinite(logs[-1]["loss"]) and int(parts(again.optimizer)[1].iterations) == 3
     print("OK", logs[-1]["loss"])
 """)
 

@@ -22,7 +22,8 @@ from intracoder.models.blocks import (PACKAGE, DoublingOutput, Downscale, PixelN
                                       ResidualBlock, Upscale)
 from intracoder.models.config import (ARCHS, PARTS, PRESETS, LossConfig, ModelConfig,
                                       flops_per_sample, forward_flops, preset)
-from intracoder.models.losses import reconstruction_loss
+from intracoder.models.discriminator import build_discriminator
+from intracoder.models.losses import TV_WEIGHT, gan_terms, reconstruction_loss, total_variation
 
 __all__ = ["ModelConfig", "LossConfig", "PRESETS", "ARCHS", "PARTS", "preset",
            "flops_per_sample", "forward_flops", "SwapModel", "build_model", "DECODERS"]
@@ -83,14 +84,21 @@ class SwapModel(keras.Model):
 
     call((warped_a, warped_b)) -> {"recon_a", "mask_a", "recon_b", "mask_b"}.
     train_on_batch(x=(warped_a, warped_b), y=(target_a, mask_a, target_b, mask_b
-    [, priority_a, priority_b])) logs loss = loss_a + loss_b, loss_a and loss_b.
+    [, priority_a, priority_b])) logs loss, loss_a and loss_b, and with the GAN on loss_d
+    (the discriminator's) and loss_g (the adversarial term before ``gan_power``).
+
+    ``discriminator``: the model carries a patch discriminator (saved as one more part).
+    It trains only while ``gan_power`` > 0 (``set_gan_power``, then compile again), with
+    an optimiser of its own (training/optimizers.GanOptimizer); one discriminator judges
+    both decoders' reconstructions, since it judges realism, not identity.
     """
 
     def __init__(self, config: ModelConfig, loss_config: LossConfig = LossConfig(),
-                 **kwargs: Any) -> None:
+                 discriminator: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
         self.loss_config = loss_config
+        self.gan_power = 0.0
         self.encoder = build_encoder(config)
         if config.base == "df":
             self.inter = build_inter(config)
@@ -100,8 +108,14 @@ class SwapModel(keras.Model):
             self.inter_ab = build_inter(config, "inter_ab")
             self.inter_a = build_inter(config, "inter_a")
             self.decoder = build_decoder(config, "decoder")
+        self.discriminator = (build_discriminator(config.resolution) if discriminator
+                              else None)
+        if self.discriminator is not None:
+            self.discriminator.trainable = False
         self.loss_a_tracker = keras.metrics.Mean(name="loss_a")
         self.loss_b_tracker = keras.metrics.Mean(name="loss_b")
+        self.loss_d_tracker = keras.metrics.Mean(name="loss_d")
+        self.loss_g_tracker = keras.metrics.Mean(name="loss_g")
         # Every sublayer is a functional model whose weights already exist, so the model
         # is complete now; no dummy forward pass (slow op by op on jax) is needed.
         self.built = True
@@ -109,7 +123,16 @@ class SwapModel(keras.Model):
     @property
     def parts(self) -> tuple[str, ...]:
         """Names of the sub-models, each saved as its own weights file."""
-        return PARTS[self.config.base]
+        return PARTS[self.config.base] + (("discriminator",) if self.discriminator else ())
+
+    def set_gan_power(self, power: float) -> None:
+        """Weight of the adversarial term from the next compile on (0: the discriminator
+        is frozen and left out of the step)."""
+        if power > 0 and self.discriminator is None:
+            raise ValueError("this model has no discriminator: build it with discriminator=True")
+        self.gan_power = float(power)
+        if self.discriminator is not None:
+            self.discriminator.trainable = power > 0
 
     def call(self, inputs, training: bool = False) -> dict:
         warped_a, warped_b = inputs
@@ -148,7 +171,18 @@ class SwapModel(keras.Model):
                                               res, self.loss_config, priority_b))
         self.loss_a_tracker.update_state(loss_a)
         self.loss_b_tracker.update_state(loss_b)
-        return loss_a + loss_b
+        if not self.gan_power:
+            return loss_a + loss_b
+        recon = ops.concatenate([y_pred["recon_a"], y_pred["recon_b"]], axis=0)
+        target = ops.concatenate([y[0], y[2]], axis=0)
+        if self.loss_config.masked:  # DFL judges the masked faces, as the loss compares them
+            mask = ops.concatenate([y[1], y[3]], axis=0)
+            recon, target = recon * mask, target * mask
+        adversarial, generator, loss_d = gan_terms(self.discriminator, target, recon)
+        tv = TV_WEIGHT * ops.mean(total_variation(recon))
+        self.loss_d_tracker.update_state(loss_d)
+        self.loss_g_tracker.update_state(adversarial)
+        return loss_a + loss_b + self.gan_power * generator + tv + loss_d
 
     def check_direction(self, direction: str) -> None:
         """UserError unless this layout can swap ``direction`` ('a2b' or 'b2a')."""
@@ -211,7 +245,8 @@ class SwapModel(keras.Model):
 
     def get_config(self) -> dict:
         return {"name": self.name, "trainable": self.trainable,
-                "config": self.config.to_dict(), "loss_config": self.loss_config.to_dict()}
+                "config": self.config.to_dict(), "loss_config": self.loss_config.to_dict(),
+                "discriminator": self.discriminator is not None}
 
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> SwapModel:
@@ -221,6 +256,7 @@ class SwapModel(keras.Model):
         return cls(model_config, loss_config, **config)
 
 
-def build_model(config: ModelConfig, loss_config: LossConfig = LossConfig()) -> SwapModel:
+def build_model(config: ModelConfig, loss_config: LossConfig = LossConfig(),
+                discriminator: bool = False) -> SwapModel:
     """A SwapModel with all weights created, ready to compile and train."""
-    return SwapModel(config, loss_config, name="swap_model")
+    return SwapModel(config, loss_config, discriminator, name="swap_model")

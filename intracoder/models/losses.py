@@ -123,3 +123,43 @@ def reconstruction_loss(target, pred, target_mask, pred_mask, resolution: int,
         loss = loss + config.priority_weight * ops.mean(ops.abs(target * em - pred * em),
                                                         axis=(1, 2, 3))
     return loss
+
+
+# DFL's weight of the total-variation term that goes with the GAN (on summed squares).
+TV_WEIGHT = 1e-6
+
+
+def total_variation(images):
+    """Per-sample sum of squared differences between neighbouring pixels, shape (N,)."""
+    images = ops.cast(images, "float32")
+    dy = images[:, 1:, :, :] - images[:, :-1, :, :]
+    dx = images[:, :, 1:, :] - images[:, :, :-1, :]
+    return ops.sum(ops.square(dy), axis=(1, 2, 3)) + ops.sum(ops.square(dx), axis=(1, 2, 3))
+
+
+def _logit_loss(label: float, logits):
+    """Mean sigmoid cross-entropy of ``logits`` against a constant label."""
+    logits = ops.cast(logits, "float32")
+    return ops.mean(ops.binary_crossentropy(ops.full_like(logits, label), logits,
+                                            from_logits=True))
+
+
+def gan_terms(discriminator, real, fake):
+    """(adversarial, generator term, discriminator loss) of one step, with DFL's weighting
+    of the two heads (centre and per-pixel logits, half each in the discriminator loss).
+
+    One loss trains both nets, so the terms are built for their gradients: the discriminator
+    loss sees ``fake`` through a stop-gradient (it cannot reach the generator), and the
+    generator term is ``adversarial`` minus the same value computed on the stopped fakes.
+    That difference is zero, its gradient reaches the generator whole, and its gradient
+    in the discriminator's weights cancels (the same net at the same inputs), so the
+    discriminator is trained by its own loss only. ``adversarial`` is for logging."""
+    n = ops.shape(real)[0]
+    centre, pixels = discriminator(ops.concatenate([real, ops.stop_gradient(fake)], axis=0))
+    real_c, fake_c, real_p, fake_p = centre[:n], centre[n:], pixels[:n], pixels[n:]
+    d_loss = 0.5 * (_logit_loss(1.0, real_c) + _logit_loss(0.0, fake_c)) \
+        + 0.5 * (_logit_loss(1.0, real_p) + _logit_loss(0.0, fake_p))
+    gen_c, gen_p = discriminator(fake)
+    adversarial = _logit_loss(1.0, gen_c) + _logit_loss(1.0, gen_p)
+    seen = _logit_loss(1.0, fake_c) + _logit_loss(1.0, fake_p)
+    return adversarial, adversarial - seen, d_loss

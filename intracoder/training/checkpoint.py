@@ -3,7 +3,9 @@ back to.
 
 MODEL/checkpoint/ holds everything needed to resume or convert: one Keras .weights.h5 per
 part of the model (DF: encoder, inter, decoder_a, decoder_b; LIAE: encoder, inter_ab,
-inter_a, decoder), the optimiser's variables (optimizer.h5, h5py) and state.json. A save writes a complete new folder (MODEL/.checkpoint.saving,
+inter_a, decoder; plus the discriminator once the GAN was on), the optimiser's variables
+(optimizer.h5, h5py; the discriminator's own in discriminator_optimizer.h5 while the GAN
+trains) and state.json. A save writes a complete new folder (MODEL/.checkpoint.saving,
 state.json last, so its presence means complete), moves the current checkpoint into
 MODEL/backups/ and renames the new one in. A kill at any moment leaves either the old or
 the new checkpoint complete; ``find_checkpoint`` finishes a save cut off between the two
@@ -37,6 +39,8 @@ STAGING = ".checkpoint.saving"
 BACKUPS = "backups"
 STATE = "state.json"
 OPTIMIZER = "optimizer.h5"
+D_OPTIMIZER = "discriminator_optimizer.h5"  # the GAN's own optimiser, while it trains
+DISCRIMINATOR = "discriminator"  # the part a model gains when its GAN is first switched on
 FORMAT = 1
 
 
@@ -96,10 +100,18 @@ def environment() -> dict:
     return {"backend": backend, "versions": versions}
 
 
-def _optimizer_variables(model: SwapModel) -> list:
-    # The loss-scale wrapper of fp16 training adds its own variables; saving only the
-    # inner optimiser's state lets a model resume with or without mixed precision.
-    return list(optimizers.inner(model.optimizer).variables)
+def write_optimizer(path: Path, optimizer) -> None:
+    with h5py.File(path, "w") as f:
+        for i, var in enumerate(optimizer.variables):
+            ds = f.create_dataset(f"{i:05d}", data=keras.ops.convert_to_numpy(var))
+            ds.attrs["path"] = var.path
+
+
+def read_optimizer(path: Path) -> tuple[list[np.ndarray], list[str]]:
+    with h5py.File(path, "r") as f:
+        names = sorted(f.keys())
+        return ([f[name][()] for name in names],
+                [str(f[name].attrs.get("path", "")) for name in names])
 
 
 def save(model_dir: str | Path, model: SwapModel, state: dict, keep_backups: int = 3) -> Path:
@@ -111,13 +123,15 @@ def save(model_dir: str | Path, model: SwapModel, state: dict, keep_backups: int
     staging.mkdir(parents=True)
     for part in model.parts:
         getattr(model, part).save_weights(staging / f"{part}.weights.h5")
-    with h5py.File(staging / OPTIMIZER, "w") as f:
-        for i, var in enumerate(_optimizer_variables(model)):
-            ds = f.create_dataset(f"{i:05d}", data=keras.ops.convert_to_numpy(var))
-            ds.attrs["path"] = var.path
+    generator, discriminator = optimizers.parts(model.optimizer)
+    files = {p: f"{p}.weights.h5" for p in model.parts} | {"optimizer": OPTIMIZER}
+    write_optimizer(staging / OPTIMIZER, generator)
+    if discriminator is not None:
+        write_optimizer(staging / D_OPTIMIZER, discriminator)
+        files["discriminator_optimizer"] = D_OPTIMIZER
     state = {**state, **environment(), "format": FORMAT,
              "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-             "files": {p: f"{p}.weights.h5" for p in model.parts} | {"optimizer": OPTIMIZER}}
+             "files": files}
     write_json(staging / STATE, state)
     return promote(staging, current, model_dir / BACKUPS, keep_backups)
 
@@ -164,21 +178,32 @@ def load_weights_file(target, path: Path, what: str = "model") -> None:
                                warning.lineno)
 
 
+def has_discriminator(ckpt: Path) -> bool:
+    return (ckpt / f"{DISCRIMINATOR}.weights.h5").exists()
+
+
 def load_weights(model: SwapModel, ckpt: Path) -> None:
+    """Every part's weights; a discriminator the checkpoint does not have yet (the GAN is
+    switched on by this run) keeps its fresh ones."""
     for part in model.parts:
+        if part == DISCRIMINATOR and not has_discriminator(ckpt):
+            continue
         load_weights_file(getattr(model, part), ckpt / f"{part}.weights.h5")
 
 
 def load_optimizer(model: SwapModel, ckpt: Path) -> None:
-    """Adam's moments, step count and learning rate, so a resumed run continues exactly."""
-    with h5py.File(ckpt / OPTIMIZER, "r") as f:
-        names = sorted(f.keys())
-        arrays = [f[name][()] for name in names]
-        paths = [str(f[name].attrs.get("path", "")) for name in names]
-    if not optimizers.assign_state(model.optimizer, arrays, paths):
+    """Adam's moments, step count and learning rate, so a resumed run continues exactly;
+    the discriminator's optimiser too while the GAN trains (fresh when it was off)."""
+    generator, discriminator = optimizers.parts(model.optimizer)
+    arrays, paths = read_optimizer(ckpt / OPTIMIZER)
+    if not optimizers.assign_state(generator, arrays, paths):
         raise UserError(f"{ckpt / OPTIMIZER}: optimiser state does not fit this model "
                         f"({len(arrays)} variables saved, "
-                        f"{len(_optimizer_variables(model))} expected)")
+                        f"{len(generator.variables)} expected)")
+    if discriminator is not None and (ckpt / D_OPTIMIZER).exists():
+        arrays, paths = read_optimizer(ckpt / D_OPTIMIZER)
+        if not optimizers.assign_state(discriminator, arrays, paths):
+            raise UserError(f"{ckpt / D_OPTIMIZER}: does not fit this model's discriminator")
 
 
 def load_model(model_dir: str | Path) -> tuple[SwapModel, dict]:
@@ -188,7 +213,7 @@ def load_model(model_dir: str | Path) -> tuple[SwapModel, dict]:
     if state is None:
         raise UserError(f"{model_dir}: not a trained model folder (no checkpoint in it)")
     model = build_model(ModelConfig(**state["model_config"]), LossConfig(**state["loss_config"]))
-    load_weights(model, find_checkpoint(model_dir))
+    load_weights(model, find_checkpoint(model_dir))  # convert needs no discriminator
     return model, state
 
 
@@ -203,25 +228,31 @@ def restore(model_dir: str | Path, model: SwapModel) -> dict:
 
 @dataclass
 class Snapshot:
-    """Weights and optimiser state held in memory: the NaN guard's rollback target."""
+    """Weights and optimiser state held in memory: the NaN guard's rollback target. The
+    optimiser state is kept per part (generator, discriminator) as ``assign_state`` takes
+    it, so the generator and the discriminator always roll back together."""
 
     iteration: int
-    weights: list[np.ndarray]
-    optimizer: list[np.ndarray]
+    weights: dict[str, np.ndarray]
+    optimizer: list[tuple[list[np.ndarray], list[str]]]
 
 
 def take_snapshot(model: SwapModel, iteration: int) -> Snapshot | None:
     """A copy of the current state, or None when any weight is already non-finite (a
     finite loss can still come with a step that broke the weights)."""
-    weights = [keras.ops.convert_to_numpy(v) for v in model.weights]
-    if not all(np.isfinite(w).all() for w in weights if np.issubdtype(w.dtype, np.floating)):
+    weights = {id(v): keras.ops.convert_to_numpy(v) for v in model.weights}
+    if not all(np.isfinite(w).all() for w in weights.values()
+               if np.issubdtype(w.dtype, np.floating)):
         return None
-    optimizer = [keras.ops.convert_to_numpy(v) for v in _optimizer_variables(model)]
+    optimizer = [optimizers.state_of(part) for part in optimizers.parts(model.optimizer)]
     return Snapshot(iteration=iteration, weights=weights, optimizer=optimizer)
 
 
 def restore_snapshot(model: SwapModel, snapshot: Snapshot) -> None:
-    for var, value in zip(model.weights, snapshot.weights):
-        var.assign(value)
-    for var, value in zip(_optimizer_variables(model), snapshot.optimizer):
-        var.assign(value)
+    """Back to ``snapshot``; the model must still be the one it was taken of, compiled the
+    same way (the loop takes a new snapshot after every phase switch)."""
+    for var in model.weights:
+        var.assign(snapshot.weights[id(var)])
+    for part, (arrays, paths) in zip(optimizers.parts(model.optimizer), snapshot.optimizer):
+        if part is not None and not optimizers.assign_state(part, arrays, paths):
+            raise ValueError("the optimiser changed since the snapshot was taken")

@@ -3,7 +3,7 @@
 Every field is a ``train`` option (intracoder/config.py maps them one to one). Fields marked
 ``run`` say where the data is, when to stop and how often to save or draw: they may change
 from one run to the next. The phase switches (training/phase.py: random warp, learning-rate
-dropout, the sharpening share) are part of the recipe but may change on resume; the change
+dropout, the GAN's power, the sharpening share) are part of the recipe but may change on resume; the change
 is recorded. All other fields define the model or the training recipe; they are frozen into
 the model folder, and on resume a flag that contradicts them is an error, because silently
 ignoring it would train something other than what the user asked for.
@@ -109,6 +109,9 @@ class TrainConfig:
     sharpen_last: float = field(default=0.0, metadata=_recipe(
         "with --iterations or --minutes: train the last share of the budget with the random "
         "warp off and learning-rate dropout 0.3, to finish sharp (0: off)"))
+    gan_power: float = field(default=0.0, metadata=_recipe(
+        "weight of a patch-GAN term on both reconstructions (DFL: 0.1 typical; 0: off); with "
+        "--sharpen-last only in the sharpening phase; may change on resume"))
     clipnorm: float = field(default=0.0, metadata=_recipe(
         "clip each gradient to this norm (0: off)"))
     dssim_weight: float = field(default=_LOSS.dssim_weight, metadata=_recipe("DSSIM weight"))
@@ -162,6 +165,7 @@ class TrainConfig:
               "--lr-floor must be within 0..1 and --warmup >= 0")
         check(0 < self.lr_dropout <= 1, "--lr-dropout is the share of weights updated, 0..1")
         check(0 <= self.sharpen_last < 1, "--sharpen-last is a share of the budget, 0..1")
+        check(0 <= self.gan_power <= 10, "--gan-power must be within 0..10 (DFL: 0.1 typical)")
         check(0 <= self.random_hsv_power <= 0.5, "--random-hsv-power must be within 0..0.5")
         check(0 <= self.rotation <= 180, "--rotation must be within 0..180 degrees")
         check(0 <= self.scale < 1 and 0 <= self.shift < 0.5,

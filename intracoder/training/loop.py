@@ -29,7 +29,7 @@ from intracoder.training import checkpoint, phase, schedule
 from intracoder.training.config import TrainConfig, resume_config
 from intracoder.training.device import POLICIES, gpu_visible, resolve_precision
 from intracoder.training.guard import NanGuard
-from intracoder.training.optimizers import (learning_rate, make_optimizer, replace_optimizer,
+from intracoder.training.optimizers import (learning_rate, model_optimizer, replace_optimizer,
                                             set_learning_rate)
 from intracoder.training.preview import (LOSS_PLOT, PREVIEW, TensorBoardLog, write_loss_plot,
                                          write_preview)
@@ -109,7 +109,7 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
         model_config = ModelConfig(**state["model_config"])
         loss_config = LossConfig(**state["loss_config"])
         # Models from before phase switches existed ran the phase their recipe describes.
-        state.setdefault("phase", dataclasses.asdict(phase.recipe_phase(stored)))
+        state.setdefault("phase", dataclasses.asdict(phase.base_phase(stored)))
     iteration = state["iteration"] if state else 0
     seconds_before = state.get("train_seconds", 0.0) if state else 0.0
     plan = schedule.plan(state and state.get("schedule"), cfg.lr, cfg.lr * cfg.lr_floor,
@@ -141,10 +141,17 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
         dataset.warp_off_from(None if now.random_warp else iteration)
         phase.enter(state, iteration, now, why)
 
+    def compile_for(now: phase.Phase) -> keras.optimizers.Optimizer:
+        model.set_gan_power(now.gan_power)
+        return model_optimizer(model, cfg.optimizer, cfg.lr, cfg.clipnorm, now.lr_dropout,
+                               cfg.seed)
+
     keras.utils.set_random_seed(cfg.seed)
-    model = build_model(model_config, loss_config)
-    model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.lr, cfg.clipnorm,
-                                           current.lr_dropout, cfg.seed))
+    # A model has its discriminator from the first run that asks for a GAN on.
+    ckpt = checkpoint.find_checkpoint(model_dir) if state else None
+    with_gan = cfg.gan_power > 0 or bool(ckpt and checkpoint.has_discriminator(ckpt))
+    model = build_model(model_config, loss_config, discriminator=with_gan)
+    model.compile(optimizer=compile_for(current))
     model.optimizer.build(model.trainable_variables)
     facesets = {"a": faces_a.info(), "b": faces_b.info()}
     if state is None:
@@ -168,11 +175,15 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
         title = f"{model_dir.name}: iteration {iteration}, {current.describe()}"
         write_preview(model, preview_a, preview_b, model_dir / PREVIEW, title)
         write_loss_plot(state["history"], state["rollbacks"], model_dir / LOSS_PLOT, title,
-                        state.get("rates"), state.get("phases"))
+                        state.get("rates"), state.get("phases"), state.get("gan_history"))
 
     def record() -> None:
         """One loss-history point: the mean of the iterations since the last one."""
-        nonlocal window
+        nonlocal window, gan_window
+        if gan_window:
+            mean_d, mean_g = (round(float(v), 6) for v in np.mean(gan_window, axis=0))
+            state.setdefault("gan_history", []).append([iteration, mean_d, mean_g])
+            gan_window = []
         if window:
             mean_a, mean_b = (round(float(v), 6) for v in np.mean(window, axis=0))
             state["history"].append([iteration, mean_a, mean_b])
@@ -188,7 +199,7 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
     tensorboard = TensorBoardLog(model_dir / "logs") if cfg.tensorboard else None
     guard = NanGuard(model, state, iteration, cfg.rollback_every, model_dir)
     faces_per_step = 2 * cfg.batch_size
-    first_iteration, window = iteration, []
+    first_iteration, window, gan_window = iteration, [], []
     step_time, reason = None, "the iteration target"
     warn_cpu = cfg.preset != CPU_PRESET and not gpu_visible()
     bar = progress(cfg.iterations, "it", "train", initial=iteration)
@@ -196,7 +207,8 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
             StopRequest() as stop, bar:
         tqdm.write(f"training {model_dir} ({keras.backend.backend()}, {precision}): "
                    f"{model_config.arch} {res} px, batch {cfg.batch_size} per side, "
-                   f"{cfg.optimizer} lr {cfg.lr:g}, from iteration {iteration}"
+                   f"{cfg.optimizer} lr {cfg.lr:g}, {current.describe()}, "
+                   f"from iteration {iteration}"
                    + (f" to {cfg.iterations}" if cfg.iterations is not None else "")
                    + (f" for at most {cfg.minutes:g} min" if cfg.minutes else ""))
         sys.stdout.flush()
@@ -212,9 +224,9 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
             seconds = seconds_before + time.monotonic() - start
             now = phase.phase_at(cfg, plan, iteration, seconds)
             if now != current:
-                if now.lr_dropout != current.lr_dropout:
-                    replace_optimizer(model, make_optimizer(cfg.optimizer, cfg.lr, cfg.clipnorm,
-                                                            now.lr_dropout, cfg.seed))
+                if (now.lr_dropout, now.gan_power) != (current.lr_dropout, current.gan_power):
+                    replace_optimizer(model, compile_for(now))
+                    guard.snapshot(iteration)  # the rollback target of the new optimiser
                 enter(now, f"--sharpen-last {cfg.sharpen_last:g}")
                 current = now
                 tqdm.write(f"iteration {iteration}: {now.describe()}")
@@ -223,12 +235,13 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
             x, y = next(batches)
             logs = model.train_on_batch(x=x, y=y, return_dict=True)
             loss_a, loss_b = float(logs["loss_a"]), float(logs["loss_b"])
+            gan = (float(logs["loss_d"]), float(logs["loss_g"])) if current.gan_power else ()
             iteration += 1
             dt = time.perf_counter() - t0
             # The first steps include tracing/compiling: keep them out of the average.
             warm = iteration > first_iteration + 2 and step_time is not None
             step_time = 0.9 * step_time + 0.1 * dt if warm else dt
-            if not guard.after_step((loss_a, loss_b), iteration):
+            if not guard.after_step((loss_a, loss_b, *gan), iteration):
                 continue
             if warn_cpu and iteration == first_iteration + 4:
                 warn_cpu = False
@@ -238,6 +251,8 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
                            "a CPU")
 
             window.append((loss_a, loss_b))
+            if gan:
+                gan_window.append(gan)
             if len(window) >= cfg.log_every:
                 record()
             elapsed = time.monotonic() - start

@@ -64,47 +64,150 @@ def make_optimizer(name: str, learning_rate: float, clipnorm: float = 0.0,
     return _with_lr_dropout(base)(lr_dropout=lr_dropout, dropout_seed=seed, **kwargs)
 
 
+class GanOptimizer(keras.optimizers.Optimizer):
+    """Two optimisers behind one: the discriminator's weights are updated by ``discriminator``,
+    all others by ``generator``, each with its own moments and step count (DFL's GAN_opt).
+
+    Keras compiles a model with one optimiser; this one is what lets the generator and the
+    discriminator train in the same step under every backend's own train step (TensorFlow
+    and torch call ``apply``, JAX ``stateless_apply``). ``discriminator_variables``: the
+    variables that belong to the discriminator (by identity)."""
+
+    def __init__(self, generator: keras.optimizers.Optimizer,
+                 discriminator: keras.optimizers.Optimizer, discriminator_variables,
+                 name: str = "gan_optimizer", **kwargs):
+        super().__init__(learning_rate=0.0, name=name, **kwargs)
+        self.generator, self.discriminator = generator, discriminator
+        self._d_ids = {id(v) for v in discriminator_variables}
+        self._is_d: list[bool] = []
+
+    def build(self, var_list):
+        self._is_d = [id(v) in self._d_ids for v in var_list]
+        self.generator.build([v for v, d in zip(var_list, self._is_d) if not d])
+        self.discriminator.build([v for v, d in zip(var_list, self._is_d) if d])
+        super().build(var_list)
+
+    @property
+    def variables(self):
+        return self.generator.variables + self.discriminator.variables
+
+    @property
+    def learning_rate(self):
+        return self.generator.learning_rate
+
+    @property
+    def iterations(self):
+        return self.generator.iterations
+
+    def _split(self, values) -> tuple[list, list]:
+        values = list(values)
+        return ([x for x, d in zip(values, self._is_d) if not d],
+                [x for x, d in zip(values, self._is_d) if d])
+
+    def apply(self, grads, trainable_variables=None):
+        if not self.built:
+            self.build(list(trainable_variables))
+            self.built = True
+        variables = self._trainable_variables if trainable_variables is None \
+            else list(trainable_variables)
+        for optimizer, g, v in zip((self.generator, self.discriminator), self._split(grads),
+                                   self._split(variables)):
+            optimizer.apply(g, v)
+
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        n = len(self.generator.variables)
+        g_grads, d_grads = self._split(grads)
+        g_values, d_values = self._split(trainable_variables)
+        g_new, g_state = self.generator.stateless_apply(optimizer_variables[:n], g_grads,
+                                                        g_values)
+        d_new, d_state = self.discriminator.stateless_apply(optimizer_variables[n:], d_grads,
+                                                            d_values)
+        g_new, d_new = iter(g_new), iter(d_new)
+        merged = [next(d_new) if d else next(g_new) for d in self._is_d]
+        return merged, list(g_state) + list(d_state)
+
+    def get_config(self) -> dict:
+        return {"name": self.name,
+                "generator": keras.optimizers.serialize(self.generator),
+                "discriminator": keras.optimizers.serialize(self.discriminator)}
+
+
+def model_optimizer(model: keras.Model, name: str, learning_rate: float, clipnorm: float = 0.0,
+                    lr_dropout: float = 1.0, seed: int = 0) -> keras.optimizers.Optimizer:
+    """The optimiser to compile ``model`` with. With its GAN on: a GanOptimizer whose
+    discriminator part is the same kind at the same rate (DFL's GAN_opt) but without
+    learning-rate dropout, which is there to settle the generator's detail."""
+    generator = make_optimizer(name, learning_rate, clipnorm, lr_dropout, seed)
+    if not getattr(model, "gan_power", 0):
+        return generator
+    return GanOptimizer(generator, make_optimizer(name, learning_rate, clipnorm),
+                        model.discriminator.weights)
+
+
 def inner(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
     """The optimiser that owns the learning rate and the moments: fp16 training wraps it in
     a loss-scale optimiser, whose own variables are not part of the model's state."""
     return getattr(optimizer, "inner_optimizer", optimizer)
 
 
+def parts(optimizer: keras.optimizers.Optimizer) -> tuple[keras.optimizers.Optimizer,
+                                                          keras.optimizers.Optimizer | None]:
+    """(the generator's optimiser, the discriminator's or None)."""
+    opt = inner(optimizer)
+    if isinstance(opt, GanOptimizer):
+        return opt.generator, opt.discriminator
+    return opt, None
+
+
 def learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
-    return float(ops.convert_to_numpy(inner(optimizer).learning_rate))
+    return float(ops.convert_to_numpy(parts(optimizer)[0].learning_rate))
 
 
 def set_learning_rate(optimizer: keras.optimizers.Optimizer, value: float) -> None:
-    inner(optimizer).learning_rate.assign(value)
+    """The rate of the generator and of the discriminator (DFL trains both at one rate)."""
+    for part in parts(optimizer):
+        if part is not None:
+            part.learning_rate.assign(value)
 
 
-def assign_state(optimizer: keras.optimizers.Optimizer, arrays: list[np.ndarray],
+def assign_state(optimizer: keras.optimizers.Optimizer | None, arrays: list[np.ndarray],
                  paths: list[str]) -> bool:
-    """Give ``optimizer`` (built) the state ``arrays`` saved from an optimiser of the same
-    kind, in variable order; ``paths`` are the saved variables' paths. Learning-rate dropout
-    adds its mask seed as the last variable, so a state saved with it fits an optimiser
-    without it (the seed is dropped) and the other way round (the seed starts fresh): the
-    phase switch changes the dropout, not the moments. False, and nothing assigned, when the
-    rest does not fit."""
-    variables = list(inner(optimizer).variables)
-    if paths and DROPOUT_STATE in paths[-1]:
+    """Give ``optimizer`` (built; one of ``parts``) the state ``arrays`` saved from an
+    optimiser of the same kind, in variable order; ``paths`` are the saved variables' paths.
+    Learning-rate dropout adds its mask seed as the last variable, so a state saved with it
+    fits an optimiser without it (the seed is dropped) and the other way round (the seed
+    starts fresh): the phase switch changes the dropout, not the moments. False, and nothing
+    assigned, when the rest does not fit."""
+    variables = list(optimizer.variables) if optimizer is not None else []
+    saved_seed = bool(paths) and DROPOUT_STATE in paths[-1]
+    has_seed = bool(variables) and DROPOUT_STATE in variables[-1].path
+    if saved_seed and not has_seed:
         arrays = arrays[:-1]
-    if variables and DROPOUT_STATE in variables[-1].path:
+    if has_seed and not saved_seed:
         variables = variables[:-1]
-    if [tuple(a.shape) for a in arrays] != [tuple(v.shape) for v in variables]:
+    if optimizer is None or [tuple(a.shape) for a in arrays] != [tuple(v.shape)
+                                                                 for v in variables]:
         return False
     for var, array in zip(variables, arrays):
         var.assign(array)
     return True
 
 
+def state_of(optimizer: keras.optimizers.Optimizer | None) -> tuple[list, list[str]]:
+    """(arrays, paths) of an optimiser's variables, as ``assign_state`` takes them."""
+    variables = list(optimizer.variables) if optimizer is not None else []
+    return [ops.convert_to_numpy(v) for v in variables], [v.path for v in variables]
+
+
 def replace_optimizer(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> None:
     """Compile ``model`` with ``optimizer`` in place of its own, carrying the moments, step
-    count and learning rate over (a phase switch mid-run)."""
-    old = inner(model.optimizer).variables
-    arrays = [ops.convert_to_numpy(v) for v in old]
-    paths = [v.path for v in old]
+    count and learning rate over (a phase switch mid-run). The discriminator's optimiser
+    keeps its state when both have one; a discriminator switched on starts fresh."""
+    old = [state_of(part) for part in parts(model.optimizer)]
     model.compile(optimizer=optimizer)
     model.optimizer.build(model.trainable_variables)
-    if not assign_state(model.optimizer, arrays, paths):
+    generator, discriminator = parts(model.optimizer)
+    if not assign_state(generator, *old[0]):
         raise ValueError("the new optimiser's state does not match the old one's")
+    if discriminator is not None and old[1][0]:
+        assign_state(discriminator, *old[1])

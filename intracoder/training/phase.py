@@ -8,6 +8,10 @@ settle the detail. ``--sharpen-last F`` does this for the last share F of a budg
 switches can be thrown by hand on resume (``--no-random-warp``, ``--lr-dropout 0.3``). Each
 change is recorded in ``state["phases"]`` as ``{"iteration", "why", <field>: <new value>}``,
 and the preview title and the loss plot show them.
+
+The GAN (``--gan-power P``) is a switch too. With ``--sharpen-last`` it trains in the
+sharpening phase only, as DFL's users switch it on last; without, from the run it is given
+on. A model keeps its discriminator's weights once it has one, also while the GAN is off.
 """
 
 from __future__ import annotations
@@ -18,10 +22,26 @@ from typing import Any
 from intracoder.training.schedule import Schedule
 
 # The recipe fields that are phase switches: may change on resume, each change recorded.
-PHASE_FIELDS = ("random_warp", "lr_dropout", "sharpen_last")
+PHASE_FIELDS = ("random_warp", "lr_dropout", "sharpen_last", "gan_power")
 # DFL's value for learning-rate dropout; the sharpening phase uses it unless the recipe
 # already asks for a lower share.
 SHARPEN_LR_DROPOUT = 0.3
+
+
+def describe_switches(switches: dict, changes: bool = True) -> str:
+    """'warp off, lr dropout 0.3, GAN 0.1' from the switches present in ``switches``: a
+    state["phases"] entry (only what changed, each named, also when switched off), or with
+    ``changes`` False a whole phase (learning-rate dropout and GAN named only when on)."""
+    words = []
+    if "random_warp" in switches:
+        words.append("warp " + ("on" if switches["random_warp"] else "off"))
+    rate = switches.get("lr_dropout")
+    if rate is not None and (rate < 1 or changes):
+        words.append(f"lr dropout {rate:g}" if rate < 1 else "lr dropout off")
+    power = switches.get("gan_power")
+    if power is not None and (power > 0 or changes):
+        words.append(f"GAN {power:g}" if power > 0 else "GAN off")
+    return ", ".join(words)
 
 
 @dataclass(frozen=True)
@@ -31,28 +51,25 @@ class Phase:
     random_warp: bool
     lr_dropout: float
     sharpening: bool = False
+    gan_power: float = 0.0
 
     def describe(self) -> str:
-        parts = ["warp " + ("on" if self.random_warp else "off")]
-        if self.lr_dropout < 1:
-            parts.append(f"lr dropout {self.lr_dropout:g}")
-        return ("sharpening: " if self.sharpening else "") + ", ".join(parts)
+        words = describe_switches(asdict(self), changes=False)
+        return ("sharpening: " if self.sharpening else "") + words
 
 
 def base_phase(config: Any) -> Phase:
-    """The phase the recipe's own switches describe (before any sharpening)."""
-    return Phase(random_warp=bool(config.random_warp), lr_dropout=float(config.lr_dropout))
-
-
-def recipe_phase(stored: dict) -> Phase:
-    """``base_phase`` of a stored config dict (state.json's ``config``)."""
-    return Phase(random_warp=bool(stored.get("random_warp", True)),
-                 lr_dropout=float(stored.get("lr_dropout", 1.0)))
+    """The phase the recipe's own switches describe (before any sharpening); ``config`` is
+    a TrainConfig or a stored one (state.json's ``config``, which may predate a switch)."""
+    get = config.get if isinstance(config, dict) else lambda k, d: getattr(config, k, d)
+    gan = 0.0 if float(get("sharpen_last", 0.0)) > 0 else float(get("gan_power", 0.0))
+    return Phase(random_warp=bool(get("random_warp", True)),
+                 lr_dropout=float(get("lr_dropout", 1.0)), gan_power=gan)
 
 
 def sharpening_phase(config: Any) -> Phase:
     return Phase(random_warp=False, lr_dropout=min(float(config.lr_dropout), SHARPEN_LR_DROPOUT),
-                 sharpening=True)
+                 sharpening=True, gan_power=float(config.gan_power))
 
 
 def phase_at(config: Any, plan: Schedule, iteration: int, seconds: float) -> Phase:

@@ -17,6 +17,7 @@ from matplotlib.ticker import FuncFormatter
 
 from intracoder.atomic import atomic_path
 from intracoder.errors import UserError
+from intracoder.training.phase import describe_switches
 
 PREVIEW = "preview.png"
 LOSS_PLOT = "loss.png"
@@ -78,8 +79,11 @@ def _smooth(values: np.ndarray, span: int) -> np.ndarray:
 
 def write_loss_plot(history: list[list[float]], rollbacks: list[dict], path: str | Path,
                     title: str, rates: list[list[float]] | None = None,
-                    phases: list[dict] | None = None) -> None:
-    """Both sides' loss on a log scale, raw (faint) and smoothed; rollbacks as red lines;
+                    phases: list[dict] | None = None, gan: list[list[float]] | None = None) -> None:
+    """Both sides' loss on a log scale, raw (faint) and smoothed; the discriminator's loss
+    (``gan``: [iteration, loss_d, loss_g]) in purple while the GAN trains (near 1.39, ln 4,
+    it cannot tell real from generated; falling to 0 it wins and the generator learns
+    nothing from it); rollbacks as red lines;
     phase switches (training/phase.py) as green lines labelled with what changed; the
     learning rate the steps trained at (``rates``: [iteration, rate]) on a right axis, so a
     loss that flattens can be read against the schedule."""
@@ -92,6 +96,11 @@ def write_loss_plot(history: list[list[float]], rollbacks: list[dict], path: str
         for col, name, colour in ((1, "A", "tab:blue"), (2, "B", "tab:orange")):
             ax.plot(h[:, 0], h[:, col], color=colour, alpha=0.25, linewidth=0.8)
             ax.plot(h[:, 0], _smooth(h[:, col], span), color=colour, label=f"loss {name}")
+        if gan:
+            g = np.asarray(gan, np.float64)
+            g = g[np.isfinite(g).all(axis=1) & (g[:, 1] > 0)]
+            ax.plot(g[:, 0], _smooth(g[:, 1], span), color="tab:purple",
+                    label="discriminator")
         ax.set_yscale("log")
         plain = FuncFormatter(lambda v, _: f"{v:g}")
         ax.yaxis.set_major_formatter(plain)
@@ -102,7 +111,7 @@ def write_loss_plot(history: list[list[float]], rollbacks: list[dict], path: str
     for change in phases or []:
         ax.axvline(change["iteration"], color="tab:green", linewidth=1.0)
         # At the foot of the line: the legend sits at the top right.
-        ax.annotate(_phase_label(change), (change["iteration"], 0.0),
+        ax.annotate(describe_switches(change), (change["iteration"], 0.0),
                     xycoords=("data", "axes fraction"), xytext=(3, 3),
                     textcoords="offset points", va="bottom", fontsize=7, color="tab:green")
     if rates:
@@ -118,17 +127,6 @@ def write_loss_plot(history: list[list[float]], rollbacks: list[dict], path: str
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     _save(fig, Path(path))
-
-
-def _phase_label(change: dict) -> str:
-    """'warp off, lr dropout 0.3' from a state["phases"] entry."""
-    words = []
-    if "random_warp" in change:
-        words.append("warp " + ("on" if change["random_warp"] else "off"))
-    if "lr_dropout" in change:
-        rate = change["lr_dropout"]
-        words.append(f"lr dropout {rate:g}" if rate < 1 else "lr dropout off")
-    return ", ".join(words)
 
 
 class TensorBoardLog:

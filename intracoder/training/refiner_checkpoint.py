@@ -13,8 +13,6 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-import h5py
-import keras
 
 from intracoder.atomic import write_json
 from intracoder.models.refiner import Refiner, RefinerConfig, build_refiner
@@ -59,10 +57,7 @@ def save(model_dir: str | Path, model: Refiner, state: dict, keep_backups: int =
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     model.net.save_weights(staging / WEIGHTS)
-    with h5py.File(staging / OPTIMIZER, "w") as f:
-        for i, var in enumerate(model.optimizer.variables):
-            ds = f.create_dataset(f"{i:05d}", data=keras.ops.convert_to_numpy(var))
-            ds.attrs["path"] = var.path
+    checkpoint.write_optimizer(staging / OPTIMIZER, model.optimizer)
     state = {**state, **checkpoint.environment(), "format": FORMAT,
              "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "files": {"refiner": WEIGHTS, "optimizer": OPTIMIZER}}
