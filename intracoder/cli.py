@@ -22,6 +22,7 @@ COMMANDS = [
     "intracoder.commands.demo",
     "intracoder.commands.evaluate",
     "intracoder.commands.train",
+    "intracoder.commands.pretrain",
     "intracoder.commands.train_refiner",
     "intracoder.commands.verify",
     "intracoder.commands.convert",

@@ -2,7 +2,8 @@
 
 Each field becomes ``--field-name``; its type, default and ``metadata["help"]`` drive the
 option. Fields with ``metadata["positional"]`` become positional arguments, and
-``metadata["choices"]`` restricts values. A bool field becomes an on/off flag pair.
+``metadata["choices"]`` restricts values and ``metadata["flag"]`` names an option whose
+field name cannot be its flag (``--from``). A bool field becomes an on/off flag pair.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
         if f.metadata.get("positional"):
             parser.add_argument(f.name, type=tp, help=help_)
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
         if tp is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,

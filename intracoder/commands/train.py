@@ -1,4 +1,5 @@
-"""`intracoder train --a DIR --b DIR --model DIR`: train or resume a pair model."""
+"""`intracoder train --a DIR --b DIR --model DIR [--from PRETRAINED]`: train or resume a pair
+model."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def add_parser(sub) -> None:
         "extracted faces. The model folder is created on the first run; running again on it "
         "resumes from its checkpoint with the settings stored there (flags that contradict "
         "them are an error). Ctrl-C saves and stops.")
-    add_arguments(p, TrainConfig)
+    add_arguments(p, TrainConfig, skip=("faces",))
     p.set_defaults(func=run)
 
 

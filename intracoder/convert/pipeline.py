@@ -240,6 +240,7 @@ def check_model(model_dir: str | None, decoder: str, direction: str) -> dict:
     state = checkpoint.read_state(folder)
     if state is None:
         raise UserError(f"{folder}: not a trained model folder (no checkpoint in it)")
+    checkpoint.require_pair_model(state, folder)
     from intracoder.models.config import PARTS, ModelConfig
 
     model_config = ModelConfig(**state["model_config"])

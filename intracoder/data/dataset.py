@@ -67,6 +67,8 @@ class FaceSet:
     # Head yaw of each face in degrees (the crop metadata's ``yaw``), float64 N. Left out,
     # every face counts as frontal; after construction it is always an N-array.
     yaws: np.ndarray | None = None
+    # A pool (``pool_faceset``): the info of each folder it was made of.
+    sources: list[dict] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -81,7 +83,8 @@ class FaceSet:
     def info(self) -> dict:
         return {"path": str(self.folder.resolve()), "count": len(self),
                 "fingerprint": self.fingerprint, "face_type": self.face_type,
-                "crop_size": self.crop_size, "held_out": self.held_out}
+                "crop_size": self.crop_size, "held_out": self.held_out} \
+            | ({"sources": self.sources} if self.sources else {})
 
 
 def fingerprint(paths: list[Path]) -> str:
@@ -138,6 +141,24 @@ def load_faceset(folder: str | Path, resolution: int, workers: int = 2,
                    face_type=face_types[0], crop_size=crop_size,
                    fingerprint=fingerprint(all_paths), held_out=[p.name for p in held],
                    yaws=np.array([r[5] for r in rows], np.float64))
+
+
+def pool_faceset(sets: list[FaceSet]) -> FaceSet:
+    """One faceset of the faces of several folders (pretraining's pool of many people). Its
+    fingerprint changes when any folder changes; ``sources`` keeps each folder's info."""
+    face_types = sorted({f.face_type for f in sets})
+    if len(face_types) > 1:
+        raise UserError("the --faces folders hold different face types "
+                        f"({', '.join(face_types)}); extract them all with one --face-type")
+    h = hashlib.sha1()
+    for faces in sets:
+        h.update(f"{faces.fingerprint}:{len(faces)}\n".encode())
+    return FaceSet(folder=sets[0].folder, images=np.concatenate([f.images for f in sets]),
+                   masks=np.concatenate([f.masks for f in sets]),
+                   hulls=[h_ for f in sets for h_ in f.hulls], face_type=face_types[0],
+                   crop_size=min(f.crop_size for f in sets), fingerprint=h.hexdigest()[:16],
+                   held_out=[], yaws=np.concatenate([f.yaws for f in sets]),
+                   sources=[f.info() for f in sets])
 
 
 def yaw_bins(yaws: np.ndarray, bins: int = YAW_BINS,

@@ -52,6 +52,11 @@ class TrainConfig:
     b: str | None = field(default=None, metadata=_run("folder of extracted faces of person B"))
     model: str | None = field(default=None, metadata=_run(
         "model folder: created on the first run, resumed on later runs"))
+    faces: list[str] | None = field(default=None, metadata=_run(
+        "pretrain: folders of extracted faces of many people, all drawn from by both sides"))
+    from_model: str | None = field(default=None, metadata=_run(
+        "start a new model from this (pre)trained model's weights; its architecture is used",
+        flag="--from"))
     iterations: int | None = field(default=None, metadata=_run(
         "stop when the model reaches this many iterations in total"))
     minutes: float | None = field(default=None, metadata=_run("stop after this many minutes"))
@@ -123,6 +128,12 @@ class TrainConfig:
         "weight of the eyes/mouth term"))
     masked: bool = field(default=_LOSS.masked, metadata=_recipe(
         "compare faces only inside the face mask"))
+    from_reset: str = field(default="inter", metadata=_recipe(
+        "with --from: the parts trained afresh instead of copied (inter: DFL's choice, the "
+        "code that tells the identities apart; none: copy everything)",
+        choices=["inter", "none"]))
+    pretrain: bool = field(default=False, metadata=_recipe(
+        "a pretrained model (set by `intracoder pretrain`)", cli=False))
     seed: int = field(default=0, metadata=_recipe("seed of batch order and augmentation"))
     held_out_every: int = field(default=20, metadata=_recipe(
         "every Nth face (by name) is kept out of training, for evaluate (0: none)"))
@@ -227,7 +238,7 @@ def resume_config(stored: dict, model_config: dict, new: TrainConfig,
                         "drop those options to resume it, or use a new model folder")
     run = {k: getattr(new, k) for k in RUN_FIELDS}
     run |= {k: getattr(new, k) for k in PHASE_FIELDS if k in given}
-    for name in ("a", "b"):
+    for name in ("a", "b", "faces"):
         if run[name] is None:
             run[name] = getattr(old, name)
     return dataclasses.replace(old, **run)

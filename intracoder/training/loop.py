@@ -25,7 +25,7 @@ from intracoder.errors import UserError
 from intracoder.models.autoencoder import LossConfig, ModelConfig, build_model
 from intracoder.models.config import flops_per_sample
 from intracoder.progress import progress
-from intracoder.training import checkpoint, phase, schedule
+from intracoder.training import checkpoint, phase, pretrained, schedule
 from intracoder.training.config import TrainConfig, resume_config
 from intracoder.training.device import POLICIES, gpu_visible, resolve_precision
 from intracoder.training.guard import NanGuard
@@ -72,7 +72,8 @@ def _check_facesets(state: dict | None, a: FaceSet, b: FaceSet) -> None:
         raise UserError(f"this model was trained on {state['face_type']!r} faces, the facesets "
                         f"are {a.face_type!r}; extract them with --face-type {state['face_type']}")
     old = state["facesets"]
-    if a.fingerprint == old["b"]["fingerprint"] and b.fingerprint == old["a"]["fingerprint"]:
+    if a is not b and (a.fingerprint, b.fingerprint) == (old["b"]["fingerprint"],
+                                                         old["a"]["fingerprint"]):
         raise UserError("--a and --b are swapped compared with how this model was trained")
     for side, faces in (("a", a), ("b", b)):
         if faces.fingerprint != old[side]["fingerprint"]:
@@ -95,13 +96,16 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
         raise UserError("--model is required: the folder that holds (or will hold) the model")
     model_dir = Path(cfg.model)
     state = checkpoint.read_state(model_dir, repair=True)
+    pretrained.check_mode(cfg, state, model_dir)
+    source = None  # the state of the --from model
     if state is None:
         if cfg.resume:
             raise UserError(f"{model_dir}: no model to resume (no checkpoint in it)")
-        if not (cfg.a and cfg.b):
+        if not (cfg.pretrain or cfg.a and cfg.b):
             raise UserError("--a and --b (folders of extracted faces) are required for a new model")
-        cfg = dataclasses.replace(cfg, a=str(Path(cfg.a).resolve()),
-                                  b=str(Path(cfg.b).resolve())).resolved()
+        cfg, source = pretrained.new_model_config(cfg, given)
+        paths = {k: _absolute(getattr(cfg, k)) for k in ("a", "b", "faces") if getattr(cfg, k)}
+        cfg = dataclasses.replace(cfg, **paths).resolved()
         model_config, loss_config = cfg.model_config(), cfg.loss_config()
     else:
         stored = state["config"]
@@ -120,8 +124,11 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
 
     # --- data: both facesets decoded and resized once, batches built on worker threads ---
     res = model_config.resolution
-    faces_a = load_faceset(cfg.a, res, cfg.workers, cfg.held_out_every)
-    faces_b = load_faceset(cfg.b, res, cfg.workers, cfg.held_out_every)
+    if cfg.pretrain:  # both sides draw from one pool of many people
+        faces_a = faces_b = pretrained.load_pool(cfg.faces, res, cfg.workers, cfg.held_out_every)
+    else:
+        faces_a = load_faceset(cfg.a, res, cfg.workers, cfg.held_out_every)
+        faces_b = load_faceset(cfg.b, res, cfg.workers, cfg.held_out_every)
     _check_facesets(state, faces_a, faces_b)
     dataset = PairDataset(faces_a, faces_b, cfg.batch_size, cfg, cfg.seed,
                           cfg.eyes_mouth_priority, uniform_yaw=cfg.uniform_yaw,
@@ -157,6 +164,9 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
     if state is None:
         state = checkpoint.new_state(cfg.to_dict(), model_config, loss_config, facesets,
                                      faces_a.face_type)
+        if source is not None:
+            state["from"] = pretrained.start_from(model, source, Path(cfg.from_model),
+                                                  cfg.from_reset, faces_a.face_type)
         enter(current, "start")
         checkpoint.save(model_dir, model, state, cfg.keep_backups)
     else:
@@ -205,7 +215,8 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
     bar = progress(cfg.iterations, "it", "train", initial=iteration)
     with Prefetcher(dataset, iteration, cfg.workers, cfg.prefetch) as batches, \
             StopRequest() as stop, bar:
-        tqdm.write(f"training {model_dir} ({keras.backend.backend()}, {precision}): "
+        tqdm.write(f"{'pretraining' if cfg.pretrain else 'training'} {model_dir} "
+                   f"({keras.backend.backend()}, {precision}): "
                    f"{model_config.arch} {res} px, batch {cfg.batch_size} per side, "
                    f"{cfg.optimizer} lr {cfg.lr:g}, {current.describe()}, "
                    f"from iteration {iteration}"
@@ -288,6 +299,12 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
           f"data wait {batches.wait_seconds / max(elapsed, 1e-9):.0%}; saved to {model_dir}",
           flush=True)
     return 0
+
+
+def _absolute(paths: str | list[str]) -> str | list[str]:
+    if isinstance(paths, str):
+        return str(Path(paths).resolve())
+    return [str(Path(p).resolve()) for p in paths]
 
 
 def _clock(seconds: float) -> str:
