@@ -166,3 +166,56 @@ def test_eval_reports_all_three_methods(trained, capsys):
         assert np.isfinite(report[method]["psnr"]) and 0 < report[method]["ssim"] <= 1
     assert (trained / "refiner" / "eval.png").stat().st_size > 1000
     assert "bicubic+rct" in capsys.readouterr().out
+
+
+def _edges(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+
+
+def _crispness(image: np.ndarray) -> float:
+    return float(_edges(image).mean() / image.astype(np.float32).std())
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def test_decoder_inputs_follow_their_target(facesets):
+    """With the decoder's output as the input, a sample moves it with the target's affine
+    (it stays aligned with what it must become) and adds colour shifts but no extra blur."""
+    import cv2
+
+    from intracoder.data.dataset import load_faceset
+    from intracoder.data.degrade import make_sample
+
+    faces = load_faceset(facesets[1], 64)
+    aligned, unmoved = [], []
+    for i in range(len(faces)):
+        image, mask = faces.images[i], faces.masks[i]
+        small = cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)
+        generated = cv2.GaussianBlur(small, (0, 0), 0.8)  # a decoder's soft version of it
+        sample = make_sample(image, mask, np.random.default_rng(i), generated=generated)
+        target = _edges(sample.reference)
+        aligned.append(_correlation(_edges(sample.face), target))
+        unmoved.append(_correlation(_edges(generated), target))
+        # Its own softness, not a second blur: edges as strong, for the contrast it has now.
+        assert _crispness(sample.face) > 0.8 * _crispness(generated)
+    assert np.mean(aligned) > 0.8 and np.mean(aligned) > np.mean(unmoved) + 0.1, \
+        (np.mean(aligned), np.mean(unmoved))
+
+
+def test_a_refiner_of_a_trained_model_learns_from_its_decoder(quick_model, tmp_path):
+    import shutil
+
+    from intracoder.training.refiner_config import RefinerTrainConfig
+    from intracoder.training.refiner_loop import train_refiner
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(quick_model, model_dir)
+    train_refiner(RefinerTrainConfig(model=str(model_dir), iterations=3, batch_size=2,
+                                     filters=8, blocks=1, up_filters=8), {})
+    state = json.loads((model_dir / "refiner" / "checkpoint" / "state.json").read_text())
+    assert state["config"]["inputs"] == "decoder" and state["iteration"] == 3

@@ -7,6 +7,12 @@ degradation imitates each with albumentations: Gaussian blur, a small grid disto
 strong independent colour, brightness, contrast, hue and per-channel shifts. The reference
 is the undegraded face, so the only way to get the colours right is to read them from it.
 
+Synthetic blur is not the blur a decoder makes, and an upscaler trained on one learns to undo
+that one only: measured on converted video, it added no sharpness over bicubic + rct. So the
+input can be the decoder's own output instead (``generated``: the main model's reconstruction
+of each face, made once before training), aligned with its target, with only the colour part
+of the degradation added: the refiner then learns what this model's decoder loses.
+
 Before degrading, every sample also gets a mild shared affine, flip and colour jitter (input,
 reference and target alike): it multiplies a few hundred faces into many poses and skin tones,
 so the network cannot get away with painting the faceset's average colour.
@@ -50,6 +56,13 @@ def _degrader() -> A.Compose:
     return _local.degrader
 
 
+def _colour_degrader() -> A.Compose:
+    """The colour part of ``_degrader``: what a decoder's output still needs after the blur."""
+    if not hasattr(_local, "colour_degrader"):
+        _local.colour_degrader = A.Compose(_degrader().transforms[2:])
+    return _local.colour_degrader
+
+
 def _shared_jitter() -> A.ColorJitter:
     if not hasattr(_local, "jitter"):
         _local.jitter = A.ColorJitter(brightness=(0.8, 1.2), contrast=(0.8, 1.2),
@@ -57,16 +70,26 @@ def _shared_jitter() -> A.ColorJitter:
     return _local.jitter
 
 
-def degrade(face: np.ndarray, seed: int) -> np.ndarray:
-    """The face (uint8 RGB) as a decoder might return it; the same seed gives the same bytes."""
-    degrader = _degrader()
+def degrade(face: np.ndarray, seed: int, blur: bool = True) -> np.ndarray:
+    """The face (uint8 RGB) as a decoder might return it (``blur`` off: its colours only);
+    the same seed gives the same bytes."""
+    degrader = _degrader() if blur else _colour_degrader()
     degrader.set_random_seed(seed)
     return degrader(image=face)["image"]
 
 
+def _to_half(m: np.ndarray) -> np.ndarray:
+    """The 2x3 affine ``m`` of 2R-pixel coordinates in R-pixel coordinates (pixel centres:
+    x_R = x_2R / 2 - 1/4)."""
+    s = np.array([[0.5, 0.0, -0.25], [0.0, 0.5, -0.25], [0.0, 0.0, 1.0]])
+    return (s @ np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(s))[:2]
+
+
 def make_sample(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-                augment: bool = True) -> Sample:
-    """One training (or, with ``augment`` off, evaluation) sample from a clean 2R crop."""
+                augment: bool = True, generated: np.ndarray | None = None) -> Sample:
+    """One training (or, with ``augment`` off, evaluation) sample from a clean 2R crop;
+    ``generated`` (R, uint8 RGB): the decoder's output for this face, used as the input in
+    place of a synthetic degradation and moved with the same affine and jitter."""
     size = image.shape[0]
     if augment:
         centre = (size - 1) / 2.0
@@ -80,13 +103,21 @@ def make_sample(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
         mask = cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         jitter = _shared_jitter()
-        jitter.set_random_seed(int(rng.integers(2**31)))
+        seed = int(rng.integers(2**31))
+        jitter.set_random_seed(seed)
         image = jitter(image=image)["image"]
+        if generated is not None:
+            half = size // 2
+            generated = cv2.warpAffine(generated, _to_half(m), (half, half),
+                                       flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            jitter.set_random_seed(seed)
+            generated = jitter(image=generated)["image"]
     half = size // 2
     # INTER_AREA: how the training faces are shrunk from their crops (data/dataset.py).
     reference = cv2.resize(image, (half, half), interpolation=cv2.INTER_AREA)
     small_mask = cv2.resize(mask, (half, half), interpolation=cv2.INTER_AREA)
-    face = degrade(reference, int(rng.integers(2**31)))
+    seed = int(rng.integers(2**31))
+    face = degrade(reference, seed) if generated is None else degrade(generated, seed, False)
     return Sample(face, reference, small_mask, image, mask)
 
 
@@ -100,10 +131,14 @@ class RefinerDataset:
     in [0, 1], RGB. Like PairDataset, a batch is a pure function of (seed, i), so a resumed
     run sees the batches an uninterrupted one would, and Prefetcher can build them."""
 
-    def __init__(self, images: np.ndarray, masks: np.ndarray, batch_size: int, seed: int = 0):
+    def __init__(self, images: np.ndarray, masks: np.ndarray, batch_size: int, seed: int = 0,
+                 generated: np.ndarray | None = None):
+        """``generated``: the decoder's output for each face (make_sample), or None."""
         if len(images) == 0:
             raise ValueError("the refiner needs at least one training face")
-        self.images, self.masks = images, masks
+        if generated is not None and len(generated) != len(images):
+            raise ValueError(f"{len(images)} faces but {len(generated)} decoder outputs")
+        self.images, self.masks, self.generated = images, masks, generated
         self.batch_size, self.seed = batch_size, seed
 
     @lru_cache(maxsize=8)
@@ -113,7 +148,8 @@ class RefinerDataset:
     def __getitem__(self, iteration: int):
         n, first = len(self.images), iteration * self.batch_size
         rng = np.random.default_rng([self.seed, iteration, 7])
-        samples = [make_sample(self.images[i], self.masks[i], rng)
+        samples = [make_sample(self.images[i], self.masks[i], rng, generated=None
+                               if self.generated is None else self.generated[i])
                    for i in (int(self._order(k // n)[k % n])
                              for k in range(first, first + self.batch_size))]
         return batch_arrays(samples)

@@ -75,6 +75,11 @@ class RefinerTrainConfig:
         "help": "width after the 2x upscale"})
     reference_grid: int = field(default=RefinerConfig.reference_grid, metadata={
         "help": "cells per side of the pooled colour reference"})
+    inputs: str = field(default="auto", metadata={
+        "help": "what the refiner learns to sharpen: the main model's own decoder output of "
+        "each face (decoder: the blur it will really meet) or synthetic degradations "
+        "(synthetic); auto: decoder when the model folder holds a trained model",
+        "choices": ["auto", "decoder", "synthetic"]})
     batch_size: int = field(default=8, metadata={"help": "faces per iteration"})
     lr: float = field(default=2e-4, metadata={"help": "Adam learning rate"})
     seed: int = field(default=0, metadata={"help": "seed of batch order and degradation"})

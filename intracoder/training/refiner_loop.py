@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import keras
 import numpy as np
 
@@ -58,13 +59,19 @@ def _new_recipe(cfg: RefinerTrainConfig, model_dir: Path) -> tuple[RefinerTrainC
         if not (cfg.faces and cfg.resolution):
             raise UserError(f"{model_dir}: no trained model in it; train one first, or give "
                             "--faces and --resolution to train a refiner on its own")
-        return dataclasses.replace(cfg, faces=str(Path(cfg.faces).resolve())), cfg.resolution
+        if cfg.inputs == "decoder":
+            raise UserError(f"{model_dir}: --inputs decoder needs the trained model; use "
+                            "--inputs synthetic to train a refiner on its own")
+        return dataclasses.replace(cfg, faces=str(Path(cfg.faces).resolve()),
+                                   inputs="synthetic"), cfg.resolution
     res = main["model_config"]["resolution"]
     if cfg.resolution not in (None, res):
         raise UserError(f"{model_dir}: the model's faces are {res} px, so the refiner's input "
                         f"is too; drop --resolution {cfg.resolution}")
     faces = cfg.faces or main["facesets"][cfg.side]["path"]
-    return dataclasses.replace(cfg, faces=str(Path(faces).resolve()), resolution=res), res
+    inputs = "decoder" if cfg.inputs == "auto" else cfg.inputs
+    return dataclasses.replace(cfg, faces=str(Path(faces).resolve()), resolution=res,
+                               inputs=inputs), res
 
 
 def split(folder: str | Path, held_before: list[str]) -> tuple[list[int], list[int], list[str]]:
@@ -110,8 +117,11 @@ def train_refiner(cfg: RefinerTrainConfig, given: dict[str, Any]) -> int:
         state["held_out"]["names"] = held
     iteration = state["iteration"]
     if cfg.minutes is not None or cfg.iterations is not None or not cfg.eval:
-        iteration = _loop(cfg, model, state, faceset.images[train_idx],
-                          faceset.masks[train_idx], model_dir)
+        images = faceset.images[train_idx]
+        generated = decoder_outputs(model_dir, cfg.side, images, res) \
+            if cfg.inputs == "decoder" else None
+        iteration = _loop(cfg, model, state, images, faceset.masks[train_idx], model_dir,
+                          generated)
     if cfg.eval:
         report = evaluate(model, faceset.images[test_idx], faceset.masks[test_idx],
                           rc.refiner_dir(model_dir) / EVAL_GRID)
@@ -133,9 +143,18 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def decoder_outputs(model_dir: Path, side: str, images: np.ndarray, res: int) -> np.ndarray:
+    """What the main model's decoder ``side`` makes of each face (2R uint8 RGB in; R uint8
+    RGB out): the refiner's inputs with ``--inputs decoder``."""
+    main, _ = checkpoint.load_model(model_dir)
+    small = np.stack([cv2.resize(im, (res, res), interpolation=cv2.INTER_AREA) for im in images])
+    rgb, _ = main.decode(small, side)
+    return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
+
+
 def _loop(cfg: RefinerTrainConfig, model, state: dict, images: np.ndarray, masks: np.ndarray,
-          model_dir: Path) -> int:
-    dataset = RefinerDataset(images, masks, cfg.batch_size, cfg.seed)
+          model_dir: Path, generated: np.ndarray | None = None) -> int:
+    dataset = RefinerDataset(images, masks, cfg.batch_size, cfg.seed, generated)
     iteration = first = state["iteration"]
     guard = NanGuard(model, state, iteration, cfg.rollback_every, model_dir, "refiner")
     window: list[float] = []
@@ -159,7 +178,8 @@ def _loop(cfg: RefinerTrainConfig, model, state: dict, images: np.ndarray, masks
                                             initial=iteration) as bar:
         print(f"training the refiner of {model_dir} ({keras.backend.backend()}): "
               f"{model.config.resolution} -> {2 * model.config.resolution} px on "
-              f"{len(images)} faces, from iteration {iteration}", flush=True)
+              f"{len(images)} faces ({'its decoder' if generated is not None else 'synthetic'} "
+              f"inputs), from iteration {iteration}", flush=True)
         while cfg.iterations is None or iteration < cfg.iterations:
             if stop.requested or time.monotonic() >= deadline:
                 reason = "Ctrl-C" if stop.requested else "the time budget"
