@@ -24,6 +24,7 @@ METRICS = (
     ("sharp dlib", "sharpness_ratio_dlib_box", "{:.2f}"),
     ("flicker", "temporal_stability", "{:.2f}"),
     ("seam", "seam_score", "{:.3g}"),
+    ("colour", "colour_error_lab", "{:.1f}"),
 )
 
 

@@ -147,6 +147,10 @@ def test_score_frames_and_summary_carry_the_new_figures(pastes, finder):
     inner = summary["sharpness_ratio_dlib_box"]
     assert inner is not None and inner < 1.0
     assert summary["seam_score"] == pytest.approx(np.mean([s.seam_score for s in frame_scores]))
+    # Blurring keeps the mean colour; a pasted face of another colour does not.
+    assert same.colour_error == pytest.approx(0.0, abs=1e-6) and blur.colour_error < 0.5
+    assert pasted.colour_error > 5 and summary["colour_error_lab"] == pytest.approx(
+        np.mean([s.colour_error for s in frame_scores]))
     assert summary["expression"]["dlib5_error_iod"] == pytest.approx(
         np.mean([s.dlib5_error for s in frame_scores]))
     assert summarise([FrameScore(frame=0, swapped_found=False)], 1.0)["sharpness_ratio"] is None

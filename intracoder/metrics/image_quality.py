@@ -138,6 +138,18 @@ def seam_score(source_bgr: np.ndarray, swapped_bgr: np.ndarray, points_xy: np.nd
     return float(ratio_sw / max(ratio_src, 1e-6))
 
 
+def colour_error(source_bgr: np.ndarray, swapped_bgr: np.ndarray, region: np.ndarray
+                 ) -> float | None:
+    """Distance in CIELAB (L 0-100) between the mean colour of the face ``region`` in the
+    swapped frame and in the source frame: how far the pasted face's skin tone and light
+    are from the face it replaces (what colour transfer is for). None for an empty region."""
+    if not region.any():
+        return None
+    lab = [cv2.cvtColor(im.astype(np.float32) / 255.0, cv2.COLOR_BGR2LAB)[region].mean(axis=0)
+           for im in (source_bgr, swapped_bgr)]
+    return float(np.linalg.norm(lab[0] - lab[1]))
+
+
 def inter_ocular_5(points5: np.ndarray) -> float:
     """Distance between the eye centres of dlib's 5 points (0-1 one eye's corners, 2-3 the
     other's)."""

@@ -70,6 +70,7 @@ class FrameScore:
     sharpness_dlib_source: float | None = None
     sharpness_dlib_swapped: float | None = None
     seam_score: float | None = None  # edge added at the blend boundary; 1.0 = none
+    colour_error: float | None = None  # CIELAB distance of the face's mean colour to the source's
 
 
 def identity_summary(to_target: list[float], to_source: list[float]) -> dict:
@@ -105,6 +106,7 @@ def score_frames(finder, source_frames: list[np.ndarray], swapped_frames: list[n
                     score.source_dist_b = distance(e_src, target_mean)
                     score.source_dist_a = distance(e_src, source_mean)
                 mask = _face_region(s.landmarks[:, :2], src.shape[:2])
+                score.colour_error = image_quality.colour_error(src, sw, mask)
                 if prev is not None and prev[0] == i - 1 and prev[1].shape == src.shape:
                     src_change.append(_mean_abs(src, prev[1], mask))
                     out_change.append(_mean_abs(sw, prev[2], mask))
@@ -209,5 +211,6 @@ def summarise(scores: list[FrameScore], temporal_ratio: float) -> dict:
         "sharpness_ratio_dlib_box": _ratio_of_sums(scores, "sharpness_dlib_swapped",
                                                    "sharpness_dlib_source"),
         "seam_score": mean("seam_score"),
+        "colour_error_lab": mean("colour_error"),
         "temporal_stability": temporal_ratio,
     }
