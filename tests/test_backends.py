@@ -66,7 +66,7 @@ SCRIPT = textwrap.dedent("""
     from intracoder.training.optimizers import model_optimizer, parts
 
     def gan_model():
-        gan = build_model(preset("quick", arch="df", resolution=64), discriminator=True)
+        gan = build_model(preset("quick", arch="df", resolution=64), gan_dims=8)
         gan.set_gan_power(0.1)
         gan.compile(optimizer=model_optimizer(gan, "adam", 5e-5, lr_dropout=0.3))
         gan.optimizer.build(gan.trainable_variables)

@@ -31,7 +31,7 @@ def _numpy(variables) -> list[np.ndarray]:
 def _gan_model(cfg: TrainConfig, power: float = 0.1, sgd: bool = False):
     """With ``sgd`` each step moves every weight by its gradient (times 0.1), where Adam
     would hide the gradient's size."""
-    model = build_model(cfg.model_config(), cfg.loss_config(), discriminator=True)
+    model = build_model(cfg.model_config(), cfg.loss_config(), gan_dims=8)
     model.set_gan_power(power)
     model.compile(optimizer=optimizers.GanOptimizer(
         keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1), model.discriminator.weights)
@@ -117,7 +117,7 @@ def test_gan_switches_on_at_resume_and_round_trips(facesets, tmp_path):
     state = checkpoint.read_state(model_dir)
     assert state["phases"][-1] == {"iteration": 8, "why": "resume", "gan_power": 0.0}
     kept, _ = checkpoint.load_model(model_dir)
-    loaded = build_model(cfg.model_config(), cfg.loss_config(), discriminator=True)
+    loaded = build_model(cfg.model_config(), cfg.loss_config(), gan_dims=8)
     checkpoint.load_weights(loaded, ckpt)
     for a, b in zip(saved, _numpy(loaded.discriminator.weights)):
         np.testing.assert_array_equal(a, b)
@@ -132,7 +132,7 @@ def test_sharpening_phase_brings_the_gan_in(facesets, tmp_path):
                                 "random_warp": False, "lr_dropout": 0.3, "sharpening": True,
                                 "gan_power": 0.1}]
     cfg = TrainConfig(**TINY)
-    model = build_model(cfg.model_config(), cfg.loss_config(), discriminator=True)
+    model = build_model(cfg.model_config(), cfg.loss_config(), gan_dims=8)
     model.set_gan_power(0.1)
     model.compile(optimizer=optimizers.model_optimizer(model, "adam", 1e-3, lr_dropout=0.3))
     model.optimizer.build(model.trainable_variables)

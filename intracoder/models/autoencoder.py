@@ -87,14 +87,15 @@ class SwapModel(keras.Model):
     [, priority_a, priority_b])) logs loss, loss_a and loss_b, and with the GAN on loss_d
     (the discriminator's) and loss_g (the adversarial term before ``gan_power``).
 
-    ``discriminator``: the model carries a patch discriminator (saved as one more part).
+    ``gan_dims`` > 0: the model carries a patch discriminator of that base width (saved as
+    one more part).
     It trains only while ``gan_power`` > 0 (``set_gan_power``, then compile again), with
     an optimiser of its own (training/optimizers.GanOptimizer); one discriminator judges
     both decoders' reconstructions, since it judges realism, not identity.
     """
 
     def __init__(self, config: ModelConfig, loss_config: LossConfig = LossConfig(),
-                 discriminator: bool = False, **kwargs: Any) -> None:
+                 gan_dims: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
         self.loss_config = loss_config
@@ -108,8 +109,9 @@ class SwapModel(keras.Model):
             self.inter_ab = build_inter(config, "inter_ab")
             self.inter_a = build_inter(config, "inter_a")
             self.decoder = build_decoder(config, "decoder")
-        self.discriminator = (build_discriminator(config.resolution) if discriminator
-                              else None)
+        self.gan_dims = int(gan_dims)
+        self.discriminator = (build_discriminator(config.resolution, base_ch=self.gan_dims)
+                              if self.gan_dims else None)
         if self.discriminator is not None:
             self.discriminator.trainable = False
         self.loss_a_tracker = keras.metrics.Mean(name="loss_a")
@@ -129,7 +131,7 @@ class SwapModel(keras.Model):
         """Weight of the adversarial term from the next compile on (0: the discriminator
         is frozen and left out of the step)."""
         if power > 0 and self.discriminator is None:
-            raise ValueError("this model has no discriminator: build it with discriminator=True")
+            raise ValueError("this model has no discriminator: build it with gan_dims > 0")
         self.gan_power = float(power)
         if self.discriminator is not None:
             self.discriminator.trainable = power > 0
@@ -246,7 +248,7 @@ class SwapModel(keras.Model):
     def get_config(self) -> dict:
         return {"name": self.name, "trainable": self.trainable,
                 "config": self.config.to_dict(), "loss_config": self.loss_config.to_dict(),
-                "discriminator": self.discriminator is not None}
+                "gan_dims": self.gan_dims}
 
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> SwapModel:
@@ -257,6 +259,6 @@ class SwapModel(keras.Model):
 
 
 def build_model(config: ModelConfig, loss_config: LossConfig = LossConfig(),
-                discriminator: bool = False) -> SwapModel:
+                gan_dims: int = 0) -> SwapModel:
     """A SwapModel with all weights created, ready to compile and train."""
-    return SwapModel(config, loss_config, discriminator, name="swap_model")
+    return SwapModel(config, loss_config, gan_dims, name="swap_model")

@@ -157,7 +157,7 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
     # A model has its discriminator from the first run that asks for a GAN on.
     ckpt = checkpoint.find_checkpoint(model_dir) if state else None
     with_gan = cfg.gan_power > 0 or bool(ckpt and checkpoint.has_discriminator(ckpt))
-    model = build_model(model_config, loss_config, discriminator=with_gan)
+    model = build_model(model_config, loss_config, cfg.gan_dims if with_gan else 0)
     model.compile(optimizer=compile_for(current))
     model.optimizer.build(model.trainable_variables)
     facesets = {"a": faces_a.info(), "b": faces_b.info()}
