@@ -109,3 +109,19 @@ def test_from_starts_lower_than_from_scratch(pretrained, facesets, tmp_path):
     first = {name: np.mean([h[1] + h[2] for h in checkpoint.read_state(tmp_path / name)
                             ["history"]]) for name in ("scratch", "from")}
     assert first["from"] < 0.9 * first["scratch"], first
+
+
+def test_the_pretrain_command_maps_onto_the_train_config():
+    from intracoder.cli import build_parser
+    from intracoder.config import from_args
+
+    args = build_parser().parse_args(["pretrain", "--faces", "p1", "p2", "--model", "m",
+                                      "--preset", "quick", "--minutes", "5"])
+    cfg = from_args(TrainConfig, args, pretrain=True)
+    assert (cfg.faces, cfg.model, cfg.preset, cfg.minutes, cfg.pretrain) == (
+        ["p1", "p2"], "m", "quick", 5.0, True)
+    with pytest.raises(SystemExit):  # a pair model's inputs are not pretrain options
+        build_parser().parse_args(["pretrain", "--faces", "p", "--model", "m", "--a", "x"])
+    args = build_parser().parse_args(["train", "--a", "x", "--b", "y", "--model", "m",
+                                      "--from", "pre", "--from-reset", "none"])
+    assert (args.from_model, args.from_reset) == ("pre", "none")

@@ -221,7 +221,9 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
                    f"{cfg.optimizer} lr {cfg.lr:g}, {current.describe()}, "
                    f"from iteration {iteration}"
                    + (f" to {cfg.iterations}" if cfg.iterations is not None else "")
-                   + (f" for at most {cfg.minutes:g} min" if cfg.minutes else ""))
+                   + (f" for at most {cfg.minutes:g} min" if cfg.minutes else "")
+                   + (f", a pool of {len(faces_a)} faces from {len(cfg.faces)} folders"
+                      if cfg.pretrain else ""))
         sys.stdout.flush()
         start = last_save = time.monotonic()
         deadline = start + cfg.minutes * 60 if cfg.minutes else math.inf
