@@ -91,6 +91,7 @@ def make_sample(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
     ``generated`` (R, uint8 RGB): the decoder's output for this face, used as the input in
     place of a synthetic degradation and moved with the same affine and jitter."""
     size = image.shape[0]
+    half = size // 2
     if augment:
         centre = (size - 1) / 2.0
         m = cv2.getRotationMatrix2D((centre, centre), float(rng.uniform(-5, 5)),
@@ -107,12 +108,10 @@ def make_sample(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
         jitter.set_random_seed(seed)
         image = jitter(image=image)["image"]
         if generated is not None:
-            half = size // 2
             generated = cv2.warpAffine(generated, _to_half(m), (half, half),
                                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             jitter.set_random_seed(seed)
             generated = jitter(image=generated)["image"]
-    half = size // 2
     # INTER_AREA: how the training faces are shrunk from their crops (data/dataset.py).
     reference = cv2.resize(image, (half, half), interpolation=cv2.INTER_AREA)
     small_mask = cv2.resize(mask, (half, half), interpolation=cv2.INTER_AREA)

@@ -101,10 +101,11 @@ def environment() -> dict:
 
 
 def write_optimizer(path: Path, optimizer) -> None:
+    """``optimizer``'s state as ``read_optimizer`` returns it (optimizers.state_of)."""
+    arrays, paths = optimizers.state_of(optimizer)
     with h5py.File(path, "w") as f:
-        for i, var in enumerate(optimizer.variables):
-            ds = f.create_dataset(f"{i:05d}", data=keras.ops.convert_to_numpy(var))
-            ds.attrs["path"] = var.path
+        for i, (array, var_path) in enumerate(zip(arrays, paths)):
+            f.create_dataset(f"{i:05d}", data=array).attrs["path"] = var_path
 
 
 def read_optimizer(path: Path) -> tuple[list[np.ndarray], list[str]]:

@@ -85,7 +85,8 @@ def start_from(model: SwapModel, source_state: dict, source: Path, reset: str,
                         f"faces, these are {face_type!r}")
     ckpt = checkpoint.find_checkpoint(source)
     fresh = RESET[reset].get(model.config.base, ())
-    kept = [part for part in model.parts if part not in fresh and part != "discriminator"]
+    kept = [part for part in model.parts
+            if part not in fresh and part != checkpoint.DISCRIMINATOR]
     for part in kept:
         checkpoint.load_weights_file(getattr(model, part), ckpt / f"{part}.weights.h5")
     return {"model": str(source.resolve()), "iteration": source_state["iteration"],
