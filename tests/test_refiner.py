@@ -17,7 +17,8 @@ import pytest
 from intracoder.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"resolution": 32, "filters": 16, "blocks": 2, "up_filters": 8, "reference_grid": 4}
+TINY = {"resolution": 32, "scale": 2, "filters": 16, "blocks": 2, "up_filters": 8,
+        "reference_grid": 4}
 
 BACKEND_SCRIPT = textwrap.dedent("""
     import sys
@@ -45,6 +46,13 @@ BACKEND_SCRIPT = textwrap.dedent("""
     fresh = build_refiner(config)
     fresh.net.load_weights(path)
     np.testing.assert_allclose(fresh.refine(face, ref, mask), out, atol=1e-6)
+    four = build_refiner(RefinerConfig(resolution=16, scale=4, filters=8, blocks=1,
+                                       up_filters=8, reference_grid=4))
+    four.compile(optimizer=keras.optimizers.Adam(1e-3))
+    big, big_mask = rng.random((2, 64, 64, 3), dtype=np.float32), np.ones((2, 64, 64, 1))
+    loss = four.train_on_batch(x=(face, ref, mask), y=(big, big_mask), return_dict=True)
+    assert np.isfinite(loss["loss"]), loss
+    assert four.refine(face, ref, mask).shape == (2, 64, 64, 3)
     print("OK")
 """)
 
@@ -53,7 +61,7 @@ BACKEND_SCRIPT = textwrap.dedent("""
 # as in test_backends.py.
 @pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.slow),
                                      "torch"])
-def test_builds_trains_and_doubles_resolution_on_every_backend(backend, tmp_path, monkeypatch):
+def test_builds_trains_and_upscales_2x_and_4x_on_every_backend(backend, tmp_path, monkeypatch):
     import keras
 
     if importlib.util.find_spec(backend) is None:
@@ -183,7 +191,8 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
-def test_decoder_inputs_follow_their_target(facesets):
+@pytest.mark.parametrize("scale", [2, 4])
+def test_decoder_inputs_follow_their_target(facesets, scale):
     """With the decoder's output as the input, a sample moves it with the target's affine
     (it stays aligned with what it must become) and adds colour shifts but no extra blur."""
     import cv2
@@ -191,13 +200,15 @@ def test_decoder_inputs_follow_their_target(facesets):
     from intracoder.data.dataset import load_faceset
     from intracoder.data.degrade import make_sample
 
-    faces = load_faceset(facesets[1], 64)
+    faces = load_faceset(facesets[1], 32 * scale)
     aligned, unmoved = [], []
     for i in range(len(faces)):
         image, mask = faces.images[i], faces.masks[i]
         small = cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)
         generated = cv2.GaussianBlur(small, (0, 0), 0.8)  # a decoder's soft version of it
-        sample = make_sample(image, mask, np.random.default_rng(i), generated=generated)
+        sample = make_sample(image, mask, np.random.default_rng(i), generated=generated,
+                             scale=scale)
+        assert sample.face.shape == (32, 32, 3) and sample.target.shape[0] == 32 * scale
         target = _edges(sample.reference)
         aligned.append(_correlation(_edges(sample.face), target))
         unmoved.append(_correlation(_edges(generated), target))
@@ -219,3 +230,32 @@ def test_a_refiner_of_a_trained_model_learns_from_its_decoder(quick_model, tmp_p
                                      filters=8, blocks=1, up_filters=8), {})
     state = json.loads((model_dir / "refiner" / "checkpoint" / "state.json").read_text())
     assert state["config"]["inputs"] == "decoder" and state["iteration"] == 3
+    # Its faces are cropped at 2R, too small to teach 4x: the default falls back to 2x.
+    assert state["refiner_config"]["scale"] == 2 and state["config"]["scale"] == 2
+
+
+def test_a_refiner_upscales_4x_when_the_crops_are_large_enough(facesets, tmp_path):
+    """The 128-px crops hold 4R targets for R = 32: the default scale is 4, the base
+    bicubic, and convert gets 128-px faces back."""
+    from intracoder.convert.refine import load_refiner, refine_faces
+    from intracoder.training.refiner_loop import train_refiner
+
+    model_dir = tmp_path / "model"
+    train_refiner(dataclasses.replace(_config(model_dir, facesets[1], iterations=2), scale=None),
+                  {})
+    state = json.loads((model_dir / "refiner" / "checkpoint" / "state.json").read_text())
+    assert state["refiner_config"]["scale"] == 4 and state["config"]["scale"] == 4
+    assert state["refiner_config"]["base"] == "bicubic"
+    refiner = load_refiner(model_dir)
+    faces = np.full((1, 32, 32, 3), 128, np.uint8)
+    out = refine_faces(refiner, faces, faces, np.full((1, 32, 32), 255, np.uint8))
+    assert out.shape == (1, 128, 128, 3)
+
+
+def test_a_refiner_saved_before_scale_existed_loads_as_2x():
+    from intracoder.models.refiner import RefinerConfig
+
+    stored = {k: v for k, v in RefinerConfig(scale=4).to_dict().items() if k != "scale"}
+    assert RefinerConfig(**stored).scale == 2
+    with pytest.raises(UserError, match="scale"):
+        RefinerConfig(scale=3)

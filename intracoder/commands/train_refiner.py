@@ -11,10 +11,10 @@ def add_parser(sub) -> None:
     from intracoder.training.refiner_config import RefinerTrainConfig
 
     p = sub.add_parser(
-        "train-refiner", help="train the refiner (learned colour transfer + 2x upscale) of a model",
+        "train-refiner", help="train the refiner (learned colour transfer + upscale) of a model",
         description="Train a second network that takes the decoder's face at the model's "
         "resolution R and the destination face as colour reference, and returns the face at "
-        "2R in the destination's colours. It trains self-supervised on the faces of the person "
+        "--scale x R (default 4R) in the destination's colours. It trains self-supervised on the faces of the person "
         "whose decoder it follows (--side b for a2b) and is saved in MODEL/refiner/; running "
         "again resumes it. Every 10th face is held out for --eval. convert uses it with "
         "--color refiner. Ctrl-C saves and stops.")

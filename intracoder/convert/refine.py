@@ -1,9 +1,10 @@
-"""The refiner at convert time: the generated faces at R -> faces at 2R in the frame's colours.
+"""The refiner at convert time: the generated faces at R -> faces at 2R or 4R (the refiner's
+scale) in the frame's colours.
 
 ``--color refiner`` replaces the colour-transfer step: the refiner sees the destination
 face (the crop the generated face will replace) as its colour reference, inside the same
-mask the other colour modes use, and returns the face at twice the model's resolution, which
-is then resized to the paste size like any other generated face.
+mask the other colour modes use, and returns the face at 2 or 4 times the model's resolution,
+which is then resized to the paste size like any other generated face.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def refine_faces(refiner: Refiner, faces_bgr_uint8_R: np.ndarray,
                  references_bgr_uint8: np.ndarray, masks: np.ndarray,
                  batch_size: int = 16) -> np.ndarray:
     """N x R x R x 3 generated faces (BGR uint8), the destination crops they replace (same
-    shape) and masks (N x R x R or N x R x R x 1, uint8, 255 = face) -> N x 2R x 2R x 3 BGR
-    uint8."""
+    shape) and masks (N x R x R or N x R x R x 1, uint8, 255 = face) -> N x sR x sR x 3 BGR
+    uint8 for the refiner's scale s."""
     faces = np.asarray(faces_bgr_uint8_R)
     refs = np.asarray(references_bgr_uint8)
     masks = np.asarray(masks)
@@ -64,7 +65,8 @@ def refine_faces(refiner: Refiner, faces_bgr_uint8_R: np.ndarray,
     if masks.shape[:3] != faces.shape[:3]:
         raise ValueError(f"masks {masks.shape} do not match faces {faces.shape}")
     if len(faces) == 0:
-        return np.zeros((0, 2 * res, 2 * res, 3), np.uint8)
+        size = res * refiner.config.scale
+        return np.zeros((0, size, size, 3), np.uint8)
     scale = np.float32(1 / 255)
     out = refiner.refine(faces[..., ::-1] * scale, refs[..., ::-1] * scale,
                          masks.reshape(faces.shape[:3] + (1,)) * scale, batch_size)

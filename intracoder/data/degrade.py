@@ -33,8 +33,8 @@ _local = threading.local()  # albumentations transforms carry their own RNG: one
 
 @dataclass(frozen=True)
 class Sample:
-    """uint8 arrays: face, reference (RGB, R x R x 3), mask (R x R), target (2R x 2R x 3),
-    target_mask (2R x 2R)."""
+    """uint8 arrays: face, reference (RGB, R x R x 3), mask (R x R), target (sR x sR x 3 for
+    the refiner's scale s), target_mask (sR x sR)."""
 
     face: np.ndarray
     reference: np.ndarray
@@ -78,20 +78,22 @@ def degrade(face: np.ndarray, seed: int, blur: bool = True) -> np.ndarray:
     return degrader(image=face)["image"]
 
 
-def _to_half(m: np.ndarray) -> np.ndarray:
-    """The 2x3 affine ``m`` of 2R-pixel coordinates in R-pixel coordinates (pixel centres:
-    x_R = x_2R / 2 - 1/4)."""
-    s = np.array([[0.5, 0.0, -0.25], [0.0, 0.5, -0.25], [0.0, 0.0, 1.0]])
+def _to_small(m: np.ndarray, scale: int) -> np.ndarray:
+    """The 2x3 affine ``m`` of sR-pixel coordinates in R-pixel coordinates (pixel centres:
+    x_R = (x_sR + 1/2) / s - 1/2)."""
+    k, off = 1.0 / scale, 0.5 / scale - 0.5
+    s = np.array([[k, 0.0, off], [0.0, k, off], [0.0, 0.0, 1.0]])
     return (s @ np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(s))[:2]
 
 
 def make_sample(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-                augment: bool = True, generated: np.ndarray | None = None) -> Sample:
-    """One training (or, with ``augment`` off, evaluation) sample from a clean 2R crop;
-    ``generated`` (R, uint8 RGB): the decoder's output for this face, used as the input in
-    place of a synthetic degradation and moved with the same affine and jitter."""
+                augment: bool = True, generated: np.ndarray | None = None,
+                scale: int = 2) -> Sample:
+    """One training (or, with ``augment`` off, evaluation) sample from a clean crop of
+    ``scale`` x R; ``generated`` (R, uint8 RGB): the decoder's output for this face, used as
+    the input in place of a synthetic degradation and moved with the same affine and jitter."""
     size = image.shape[0]
-    half = size // 2
+    small = size // scale
     if augment:
         centre = (size - 1) / 2.0
         m = cv2.getRotationMatrix2D((centre, centre), float(rng.uniform(-5, 5)),
@@ -108,13 +110,13 @@ def make_sample(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
         jitter.set_random_seed(seed)
         image = jitter(image=image)["image"]
         if generated is not None:
-            generated = cv2.warpAffine(generated, _to_half(m), (half, half),
+            generated = cv2.warpAffine(generated, _to_small(m, scale), (small, small),
                                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             jitter.set_random_seed(seed)
             generated = jitter(image=generated)["image"]
     # INTER_AREA: how the training faces are shrunk from their crops (data/dataset.py).
-    reference = cv2.resize(image, (half, half), interpolation=cv2.INTER_AREA)
-    small_mask = cv2.resize(mask, (half, half), interpolation=cv2.INTER_AREA)
+    reference = cv2.resize(image, (small, small), interpolation=cv2.INTER_AREA)
+    small_mask = cv2.resize(mask, (small, small), interpolation=cv2.INTER_AREA)
     seed = int(rng.integers(2**31))
     face = degrade(reference, seed) if generated is None else degrade(generated, seed, False)
     return Sample(face, reference, small_mask, image, mask)
@@ -126,19 +128,20 @@ def _to_float(arrays: list[np.ndarray], channel: bool = False) -> np.ndarray:
 
 
 class RefinerDataset:
-    """Batch i is x = (face, reference, mask) at R, y = (target, target_mask) at 2R, float32
+    """Batch i is x = (face, reference, mask) at R, y = (target, target_mask) at scale x R
+    (the size of ``images``), float32
     in [0, 1], RGB. Like PairDataset, a batch is a pure function of (seed, i), so a resumed
     run sees the batches an uninterrupted one would, and Prefetcher can build them."""
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, batch_size: int, seed: int = 0,
-                 generated: np.ndarray | None = None):
+                 generated: np.ndarray | None = None, scale: int = 2):
         """``generated``: the decoder's output for each face (make_sample), or None."""
         if len(images) == 0:
             raise ValueError("the refiner needs at least one training face")
         if generated is not None and len(generated) != len(images):
             raise ValueError(f"{len(images)} faces but {len(generated)} decoder outputs")
         self.images, self.masks, self.generated = images, masks, generated
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size, self.seed, self.scale = batch_size, seed, scale
 
     @lru_cache(maxsize=8)
     def _order(self, epoch: int) -> np.ndarray:
@@ -147,8 +150,8 @@ class RefinerDataset:
     def __getitem__(self, iteration: int):
         n, first = len(self.images), iteration * self.batch_size
         rng = np.random.default_rng([self.seed, iteration, 7])
-        samples = [make_sample(self.images[i], self.masks[i], rng, generated=None
-                               if self.generated is None else self.generated[i])
+        samples = [make_sample(self.images[i], self.masks[i], rng, scale=self.scale,
+                               generated=None if self.generated is None else self.generated[i])
                    for i in (int(self._order(k // n)[k % n])
                              for k in range(first, first + self.batch_size))]
         return batch_arrays(samples)

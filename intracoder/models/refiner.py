@@ -1,4 +1,4 @@
-"""The refiner: learned colour transfer and 2x upscaling of the decoder's face.
+"""The refiner: learned colour transfer and 2x or 4x upscaling of the decoder's face.
 
 Inputs are the generated face at R, the destination face at R (the colour reference) and the
 face mask at R. The reference enters the network only as a masked average over a coarse
@@ -13,7 +13,7 @@ grid (``reference_grid`` cells per side). That choice:
 
 The face itself is pooled onto the same grid with the same mask; the difference of the two
 grids, spread smoothly over the face, is the shift that makes every cell's mean colour match
-the reference. The output is a bilinear 2x upscale of the shifted face plus a learned
+the reference. The output is a bicubic upscale (2x or 4x) of the shifted face plus a learned
 correction (global residual): an untrained refiner is already an upscaler with a local
 mean-colour transfer, and training only has to learn what that misses (contrast,
 saturation, hue, the blur). The shift is also an input, so the correction can scale it.
@@ -41,7 +41,9 @@ _EPS = 1e-4
 
 
 def build_network(config: RefinerConfig) -> keras.Model:
-    """The functional network: (face, reference, mask) at R -> face at 2R, all in [0, 1]."""
+    """The functional network: (face, reference, mask) at R -> face at scale x R, all in
+    [0, 1]. Each factor of 2 is one pixel-shuffle stage; the trunk stays at R, where the
+    compute is cheap, and the stages above it only draw the finer detail."""
     res, cell = config.resolution, config.resolution // config.reference_grid
     face = keras.Input((res, res, 3), name="face")
     reference = keras.Input((res, res, 3), name="reference")
@@ -63,22 +65,23 @@ def build_network(config: RefinerConfig) -> keras.Model:
     for i in range(config.blocks):
         x = ResidualBlock(config.filters, name=f"res{i}")(x)
     x = layers.Add(name="trunk_skip")([x, trunk])
-    x = Upscale(config.up_filters, name="up")(x)
+    for stage in range(config.scale.bit_length() - 1):
+        x = Upscale(config.up_filters, name="up" if stage == 0 else f"up{stage}")(x)
     delta = layers.Conv2D(3, 3, padding="same", name="rgb")(x)
-    base = layers.UpSampling2D(2, interpolation="bilinear", name="base")(shifted)
+    base = layers.UpSampling2D(config.scale, interpolation=config.base, name="base")(shifted)
     out = layers.Add(name="out")([base, delta])
     return keras.Model([face, reference, mask], out, name="refiner_net")
 
 
 def refiner_loss(target, pred, mask, config: RefinerConfig):
-    """Per-sample loss at 2R: masked L1 + DSSIM + L1 of the image gradients.
+    """Per-sample loss at scale x R: masked L1 + DSSIM + L1 of the image gradients.
 
     The mask is DFL's blurred, slightly grown loss mask (losses.blurred_mask), so the
     feathered edge that blending mixes in is trained too. L1 rather than MSE because MSE's
     optimum over uncertain detail is the blurry average; the gradient term pushes further
     against blur, the usual failure of upscalers trained on pixel losses.
     """
-    res = config.resolution * 2
+    res = config.resolution * config.scale
     target = ops.cast(target, "float32")
     pred = ops.cast(pred, "float32")
     m = blurred_mask(ops.cast(mask, "float32"), res)
@@ -96,9 +99,10 @@ def refiner_loss(target, pred, mask, config: RefinerConfig):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Refiner(keras.Model):
-    """call((face, reference, mask)) -> face at 2R.
+    """call((face, reference, mask)) -> face at scale x R.
 
-    train_on_batch(x=(face, reference, mask), y=(target_2R, mask_2R)) logs the loss.
+    train_on_batch(x=(face, reference, mask), y=(target, target_mask) at scale x R) logs the
+    loss.
     Weights live in ``net`` so they save and load as one .weights.h5 file.
     """
 
@@ -118,7 +122,8 @@ class Refiner(keras.Model):
 
     def refine(self, faces: np.ndarray, references: np.ndarray, masks: np.ndarray,
                batch_size: int = 16) -> np.ndarray:
-        """float32 NHWC in [0, 1] (masks NHW1) at R -> float32 NHWC at 2R, clipped to [0, 1].
+        """float32 NHWC in [0, 1] (masks NHW1) at R -> float32 NHWC at scale x R, clipped to
+        [0, 1].
 
         Short batches are padded to a power of two, as SwapModel.decode does, so only a few
         batch shapes are ever traced.
@@ -126,7 +131,8 @@ class Refiner(keras.Model):
         res = self.config.resolution
         if faces.ndim != 4 or faces.shape[1:] != (res, res, 3):
             raise ValueError(f"faces must be N x {res} x {res} x 3, got {faces.shape}")
-        outs = [np.zeros((0, 2 * res, 2 * res, 3), np.float32)]
+        out_res = res * self.config.scale
+        outs = [np.zeros((0, out_res, out_res, 3), np.float32)]
         for start in range(0, len(faces), batch_size):
             parts = [np.asarray(a[start:start + batch_size], np.float32)
                      for a in (faces, references, masks)]

@@ -14,12 +14,19 @@ from typing import Any
 
 from intracoder.errors import UserError
 
+SCALES = (2, 4)  # upscale factors: one or two pixel-shuffle stages
+
 
 @dataclass(frozen=True)
 class RefinerConfig:
     """The network and its loss; models/refiner.py explains the choices."""
 
-    resolution: int = 64  # input size R; the output is 2R
+    resolution: int = 64  # input size R; the output is scale x R
+    scale: int = 2  # 2 for refiners saved before the field existed; new ones: RefinerTrainConfig
+    # The upscale the learned correction is added to. Bicubic is what convert's other colour
+    # modes resize with, so an untrained refiner starts level with them, not blurrier;
+    # bilinear for refiners saved before the field existed.
+    base: str = "bilinear"
     filters: int = 32  # width of the residual trunk at R
     blocks: int = 4  # residual blocks at R
     up_filters: int = 24  # width after the pixel-shuffle upscale
@@ -34,6 +41,10 @@ class RefinerConfig:
         if self.resolution < 16 or self.resolution % self.reference_grid:
             raise UserError(f"refiner resolution {self.resolution} must be >= 16 and a "
                             f"multiple of the reference grid ({self.reference_grid})")
+        if self.scale not in SCALES:
+            raise UserError(f"refiner scale {self.scale} must be one of {SCALES}")
+        if self.base not in ("bilinear", "bicubic"):
+            raise UserError(f"refiner base {self.base!r} must be bilinear or bicubic")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -68,7 +79,12 @@ class RefinerTrainConfig:
     side: str = field(default="b", metadata={"help": "the decoder the refiner follows (b for "
                                              "a2b)", "choices": ["a", "b"]})
     resolution: int | None = field(default=None, metadata={
-        "help": "input size R (output 2R); default: the main model's resolution"})
+        "help": "input size R (output scale x R); default: the main model's resolution"})
+    scale: int | None = field(default=None, metadata={
+        "help": "upscale factor: the refiner's output is this many times the model's faces; "
+        "default 4 when the faces are cropped at 4R or more (extract's 256 px for a 64 px "
+        "model: the output is then near the size a face is pasted at, so the net draws the "
+        "detail rather than the final resize), else 2", "choices": list(SCALES)})
     filters: int = field(default=RefinerConfig.filters, metadata={"help": "trunk width"})
     blocks: int = field(default=RefinerConfig.blocks, metadata={"help": "residual blocks"})
     up_filters: int = field(default=RefinerConfig.up_filters, metadata={
@@ -93,8 +109,11 @@ class RefinerTrainConfig:
             raise UserError("--workers, --prefetch, --log-every, --rollback-every must be >= 1")
 
     def refiner_config(self, resolution: int) -> RefinerConfig:
-        return RefinerConfig(resolution=resolution, filters=self.filters, blocks=self.blocks,
-                             up_filters=self.up_filters, reference_grid=self.reference_grid)
+        """The network of a new refiner (``scale`` already decided: see refiner_loop)."""
+        return RefinerConfig(resolution=resolution, scale=self.scale or 2, base="bicubic",
+                             filters=self.filters,
+                             blocks=self.blocks, up_filters=self.up_filters,
+                             reference_grid=self.reference_grid)
 
 
 RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RefinerTrainConfig) if f.metadata.get("run"))

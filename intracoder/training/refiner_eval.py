@@ -2,7 +2,7 @@
 
 Every held-out face is degraded once with a seed of its own (blur, slight warp, colour
 shifts: data/degrade.py), and three ways of getting from that degraded face at R back to the
-clean face at 2R are scored inside the face mask: (a) the refiner, (b) bicubic upscaling plus
+clean face at scale x R are scored inside the face mask: (a) the refiner, (b) bicubic upscaling plus
 rct colour transfer from the same reference the refiner sees, (c) bicubic upscaling alone.
 (b) is what convert does without a refiner, so it is the baseline to beat.
 """
@@ -25,9 +25,11 @@ METHODS = ("refiner", "bicubic+rct", "bicubic")
 EVAL_SEED = 20261121
 
 
-def held_out_samples(images: np.ndarray, masks: np.ndarray) -> list[Sample]:
-    """One fixed degraded sample per clean 2R face (RGB uint8), the same on every run."""
-    return [make_sample(image, mask, np.random.default_rng([EVAL_SEED, i]), augment=False)
+def held_out_samples(images: np.ndarray, masks: np.ndarray, scale: int = 2) -> list[Sample]:
+    """One fixed degraded sample per clean face at scale x R (RGB uint8), the same on every
+    run."""
+    return [make_sample(image, mask, np.random.default_rng([EVAL_SEED, i]), augment=False,
+                        scale=scale)
             for i, (image, mask) in enumerate(zip(images, masks))]
 
 
@@ -43,8 +45,7 @@ def masked_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return float(ssim_map[mask >= 128].mean())
 
 
-def _upscale(face: np.ndarray) -> np.ndarray:
-    size = face.shape[0] * 2
+def _upscale(face: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
 
 
@@ -54,9 +55,10 @@ def _rct_rgb(face: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.nd
 
 
 def baselines(samples: list[Sample]) -> dict[str, list[np.ndarray]]:
-    """(b) and (c) for every sample, uint8 RGB at 2R."""
-    bicubic = [_upscale(s.face) for s in samples]
-    with_rct = [_rct_rgb(up, _upscale(s.reference), s.target_mask)
+    """(b) and (c) for every sample, uint8 RGB at the targets' size."""
+    size = samples[0].target.shape[0]
+    bicubic = [_upscale(s.face, size) for s in samples]
+    with_rct = [_rct_rgb(up, _upscale(s.reference, size), s.target_mask)
                 for up, s in zip(bicubic, samples)]
     return {"bicubic+rct": with_rct, "bicubic": bicubic}
 
@@ -73,8 +75,8 @@ def _timed(fn, count: int, repeats: int = 3):
 
 def evaluate(refiner: Refiner, images: np.ndarray, masks: np.ndarray,
              grid_path: str | Path | None = None) -> dict:
-    """PSNR/SSIM inside the mask at 2R of the three methods, and time per face."""
-    samples = held_out_samples(images, masks)
+    """PSNR/SSIM inside the mask at the output size of the three methods, and time per face."""
+    samples = held_out_samples(images, masks, refiner.config.scale)
     x, _ = batch_arrays(samples)
     refiner.refine(*x)  # trace/compile outside the timing
     # Median of a few repeats: the machine may be shared, and one run is noisy.
@@ -83,6 +85,7 @@ def evaluate(refiner: Refiner, images: np.ndarray, masks: np.ndarray,
     outputs = {"refiner": list(np.clip(np.rint(refined * 255), 0, 255).astype(np.uint8)),
                **outputs}
     report: dict = {"faces": len(samples), "resolution": refiner.config.resolution,
+                    "scale": refiner.config.scale,
                     "ms_per_face": {"refiner": round(refiner_ms, 2),
                                     "bicubic+rct": round(rct_ms, 2)}}
     for method in METHODS:

@@ -24,14 +24,14 @@ import numpy as np
 from intracoder.data.dataset import Prefetcher, load_faceset
 from intracoder.data.degrade import RefinerDataset
 from intracoder.errors import UserError
-from intracoder.faces.faceset import list_faces
+from intracoder.faces.faceset import list_faces, read_meta
 from intracoder.models.refiner import RefinerConfig, build_refiner
 from intracoder.progress import progress
 from intracoder.training import checkpoint
 from intracoder.training import refiner_checkpoint as rc
 from intracoder.training.guard import NanGuard
 from intracoder.training.loop import StopRequest, _clock
-from intracoder.training.refiner_config import RUN_FIELDS, RefinerTrainConfig
+from intracoder.training.refiner_config import RUN_FIELDS, SCALES, RefinerTrainConfig
 from intracoder.training.refiner_eval import evaluate
 
 HOLD_OUT_EVERY = 10
@@ -74,6 +74,17 @@ def _new_recipe(cfg: RefinerTrainConfig, model_dir: Path) -> tuple[RefinerTrainC
                                inputs=inputs), res
 
 
+def _scale(cfg: RefinerTrainConfig, res: int) -> RefinerTrainConfig:
+    """--scale as given, or the largest the faceset's crops can teach: 4R targets need
+    crops of 4R (one face's crop size stands for all; load_faceset checks every one)."""
+    if cfg.scale is not None:
+        return cfg
+    paths = list_faces(cfg.faces)
+    crop = read_meta(paths[0]).size if paths else 0
+    return dataclasses.replace(cfg, scale=max(SCALES) if crop >= max(SCALES) * res
+                               else min(SCALES))
+
+
 def split(folder: str | Path, held_before: list[str]) -> tuple[list[int], list[int], list[str]]:
     """(train indices, held-out indices, held-out names) over list_faces(folder)."""
     names = [p.name for p in list_faces(folder)]
@@ -95,13 +106,16 @@ def train_refiner(cfg: RefinerTrainConfig, given: dict[str, Any]) -> int:
         if cfg.eval and cfg.minutes is None and cfg.iterations is None:
             raise UserError(f"{model_dir}: no trained refiner to evaluate")
         cfg, res = _new_recipe(cfg, model_dir)
+        cfg = _scale(cfg, res)
         refiner_config = cfg.refiner_config(res)
     else:
-        cfg = _resume(state["config"], cfg, given)
+        # Refiners saved before --scale existed are 2x: their stored recipe says so.
+        stored = {"scale": state["refiner_config"].get("scale", 2), **state["config"]}
+        cfg = _resume(stored, cfg, given)
         refiner_config = RefinerConfig(**state["refiner_config"])
         res = refiner_config.resolution
 
-    faceset = load_faceset(cfg.faces, 2 * res, cfg.workers)
+    faceset = load_faceset(cfg.faces, refiner_config.scale * res, cfg.workers)
     train_idx, test_idx, held = split(cfg.faces, state["held_out"]["names"] if state else [])
     keras.utils.set_random_seed(cfg.seed)  # the same initial weights for the same recipe
     model = build_refiner(refiner_config)
@@ -133,7 +147,8 @@ def train_refiner(cfg: RefinerTrainConfig, given: dict[str, Any]) -> int:
 
 def format_report(report: dict) -> str:
     lines = [f"held-out faces: {report['faces']}, {report['resolution']} -> "
-             f"{2 * report['resolution']} px, PSNR / SSIM inside the mask"]
+             f"{report.get('scale', 2) * report['resolution']} px, PSNR / SSIM inside the "
+             "mask"]
     for method in ("refiner", "bicubic+rct", "bicubic"):
         lines.append(f"  {method:<12} {report[method]['psnr']:7.2f} dB  "
                      f"{report[method]['ssim']:.4f}")
@@ -144,7 +159,7 @@ def format_report(report: dict) -> str:
 
 
 def decoder_outputs(model_dir: Path, side: str, images: np.ndarray, res: int) -> np.ndarray:
-    """What the main model's decoder ``side`` makes of each face (2R uint8 RGB in; R uint8
+    """What the main model's decoder ``side`` makes of each face (sR uint8 RGB in; R uint8
     RGB out): the refiner's inputs with ``--inputs decoder``."""
     main, _ = checkpoint.load_model(model_dir)
     small = np.stack([cv2.resize(im, (res, res), interpolation=cv2.INTER_AREA) for im in images])
@@ -154,7 +169,8 @@ def decoder_outputs(model_dir: Path, side: str, images: np.ndarray, res: int) ->
 
 def _loop(cfg: RefinerTrainConfig, model, state: dict, images: np.ndarray, masks: np.ndarray,
           model_dir: Path, generated: np.ndarray | None = None) -> int:
-    dataset = RefinerDataset(images, masks, cfg.batch_size, cfg.seed, generated)
+    dataset = RefinerDataset(images, masks, cfg.batch_size, cfg.seed, generated,
+                             model.config.scale)
     iteration = first = state["iteration"]
     guard = NanGuard(model, state, iteration, cfg.rollback_every, model_dir, "refiner")
     window: list[float] = []
@@ -177,7 +193,8 @@ def _loop(cfg: RefinerTrainConfig, model, state: dict, images: np.ndarray, masks
             StopRequest() as stop, progress(cfg.iterations, "it", "refiner",
                                             initial=iteration) as bar:
         print(f"training the refiner of {model_dir} ({keras.backend.backend()}): "
-              f"{model.config.resolution} -> {2 * model.config.resolution} px on "
+              f"{model.config.resolution} -> {model.config.scale * model.config.resolution} "
+              f"px on "
               f"{len(images)} faces ({'its decoder' if generated is not None else 'synthetic'} "
               f"inputs), from iteration {iteration}", flush=True)
         while cfg.iterations is None or iteration < cfg.iterations:
