@@ -53,6 +53,16 @@ BACKEND_SCRIPT = textwrap.dedent("""
     loss = four.train_on_batch(x=(face, ref, mask), y=(big, big_mask), return_dict=True)
     assert np.isfinite(loss["loss"]), loss
     assert four.refine(face, ref, mask).shape == (2, 64, 64, 3)
+    from intracoder.training.refiner_checkpoint import optimizer_for
+    gan = build_refiner(RefinerConfig(resolution=16, filters=8, blocks=1, up_filters=8,
+                                      reference_grid=4, gan_power=0.1, gan_dims=4))
+    gan.compile(optimizer=optimizer_for(gan, 1e-3))
+    before = [np.array(w) for w in gan.discriminator.weights]
+    for _ in range(2):
+        loss = gan.train_on_batch(x=(face, ref, mask), y=(target, target_mask),
+                                  return_dict=True)
+    assert np.isfinite(loss["loss"]), loss
+    assert any(not np.allclose(b, np.array(w)) for b, w in zip(before, gan.discriminator.weights))
     print("OK")
 """)
 
@@ -250,6 +260,36 @@ def test_a_refiner_upscales_4x_when_the_crops_are_large_enough(facesets, tmp_pat
     faces = np.full((1, 32, 32, 3), 128, np.uint8)
     out = refine_faces(refiner, faces, faces, np.full((1, 32, 32), 255, np.uint8))
     assert out.shape == (1, 128, 128, 3)
+
+
+def test_an_adversarial_refiner_saves_and_resumes_its_discriminator(facesets, tmp_path):
+    import keras
+
+    from intracoder.convert.refine import load_refiner
+    from intracoder.models.refiner import RefinerConfig, build_refiner
+    from intracoder.training import optimizers
+    from intracoder.training import refiner_checkpoint as rc
+    from intracoder.training.refiner_loop import train_refiner
+
+    model_dir = tmp_path / "model"
+    cfg = _config(model_dir, facesets[1], iterations=3, gan_power=0.1, gan_dims=4)
+    train_refiner(cfg, {})
+    ckpt = model_dir / "refiner" / "checkpoint"
+    assert {"discriminator.weights.h5", "discriminator_optimizer.h5"} <= {
+        p.name for p in ckpt.iterdir()}
+    state = json.loads((ckpt / "state.json").read_text())
+    model = build_refiner(RefinerConfig(**state["refiner_config"]))
+    model.compile(optimizer=rc.optimizer_for(model, 1e-3))
+    model.optimizer.build(model.trainable_variables)
+    rc.restore(model_dir, model)
+    d_opt = optimizers.parts(model.optimizer)[1]
+    assert int(keras.ops.convert_to_numpy(d_opt.iterations)) == 3
+    fresh = build_refiner(RefinerConfig(**state["refiner_config"]))
+    assert any(not np.allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+               for a, b in zip(model.discriminator.weights, fresh.discriminator.weights))
+    train_refiner(dataclasses.replace(cfg, iterations=5), {})
+    assert json.loads((ckpt / "state.json").read_text())["iteration"] == 5
+    assert load_refiner(model_dir).discriminator is None  # convert needs only the net
 
 
 def test_a_refiner_saved_before_scale_existed_loads_as_2x():

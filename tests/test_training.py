@@ -228,3 +228,62 @@ def test_held_out_faces_stay_out_of_training(facesets):
     assert split.held_out == [p.name for p in sorted(facesets[1].glob("*.png"))][::5]
     assert split.info()["held_out"] == split.held_out
     assert split.fingerprint == every.fingerprint  # the folder is the same folder
+
+
+@pytest.mark.parametrize("arch", ["df", "liae"])
+def test_optimiser_state_is_restored_by_path_not_by_order(arch, tmp_path):
+    """Each saved array is keyed by the model variable and slot it belongs to, so a file
+    whose order differs (or a Keras that orders its variables differently) still gives
+    every moment back to its own variable; by order, Adam's momentum and velocity of a
+    variable (equal shapes) would be swapped silently."""
+    import h5py
+
+    from intracoder.models.autoencoder import build_model
+    from intracoder.training import optimizers
+
+    cfg = TrainConfig(**{**TINY, "arch": arch})
+    model = build_model(cfg.model_config(), cfg.loss_config())
+    model.compile(optimizer=keras.optimizers.Adam(1e-4))
+    model.optimizer.build(model.trainable_variables)
+    rng = np.random.default_rng(0)
+    for var in model.optimizer.variables:
+        var.assign(rng.random(var.shape).astype(var.dtype) * 3)
+    paths = optimizers.keyed_paths(model.optimizer, optimizers.variable_names(model))
+    assert len(set(paths)) == len(paths)  # Keras' own paths repeat across the decoders
+    assert len({v.path for v in model.optimizer.variables}) < len(paths)
+    assert "decoder_b/up0/conv/kernel:momentums" in paths or arch == "liae"
+
+    state = checkpoint.new_state(cfg.to_dict(), cfg.model_config(), cfg.loss_config(), {}, "full")
+    ckpt = checkpoint.save(tmp_path, model, {**state, "iteration": 7})
+    with h5py.File(ckpt / checkpoint.OPTIMIZER, "r+") as f:  # the file's order reversed
+        names = sorted(f.keys())
+        data = [(f[n][()], f[n].attrs["path"]) for n in names]
+        for n in names:
+            del f[n]
+        for n, (array, path) in zip(names, reversed(data)):
+            f.create_dataset(n, data=array).attrs["path"] = path
+
+    loaded, _ = checkpoint.load_model(tmp_path)
+    loaded.compile(optimizer=keras.optimizers.Adam(1e-4))
+    loaded.optimizer.build(loaded.trainable_variables)
+    checkpoint.restore(tmp_path, loaded)
+    for a, b in zip(model.optimizer.variables, loaded.optimizer.variables):
+        assert np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)), a.path
+
+
+def test_optimiser_state_saved_before_keys_still_restores_by_order(tmp_path):
+    from intracoder.models.autoencoder import build_model
+    from intracoder.training import optimizers
+
+    cfg = TrainConfig(**TINY)
+    model = build_model(cfg.model_config(), cfg.loss_config())
+    model.compile(optimizer=keras.optimizers.Adam(1e-4))
+    model.optimizer.build(model.trainable_variables)
+    for var in model.optimizer.variables:
+        var.assign(np.full(var.shape, 0.5, var.dtype))
+    arrays, _ = optimizers.state_of(model.optimizer)
+    old_paths = [v.path for v in model.optimizer.variables]  # what older checkpoints hold
+    fresh = keras.optimizers.Adam(1e-4)
+    fresh.build(model.trainable_variables)
+    assert optimizers.assign_state(fresh, arrays, old_paths, optimizers.variable_names(model))
+    assert all(np.all(keras.ops.convert_to_numpy(v) == 0.5) for v in fresh.variables[2:])

@@ -32,7 +32,9 @@ import numpy as np
 from keras import layers, ops
 
 from intracoder.models.blocks import PACKAGE, ResidualBlock, Upscale
-from intracoder.models.losses import blurred_mask, dssim, dssim_windows
+from intracoder.models.discriminator import build_discriminator
+from intracoder.models.losses import (TV_WEIGHT, blurred_mask, dssim, dssim_windows, gan_terms,
+                                      total_variation)
 from intracoder.training.refiner_config import RefinerConfig
 
 __all__ = ["RefinerConfig", "Refiner", "build_refiner", "build_network", "refiner_loss"]
@@ -102,14 +104,20 @@ class Refiner(keras.Model):
     """call((face, reference, mask)) -> face at scale x R.
 
     train_on_batch(x=(face, reference, mask), y=(target, target_mask) at scale x R) logs the
-    loss.
-    Weights live in ``net`` so they save and load as one .weights.h5 file.
+    loss. Weights live in ``net`` so they save and load as one .weights.h5 file; with
+    ``gan_power`` > 0 a ``discriminator`` trains beside it (its own optimiser: compile with
+    training/optimizers.GanOptimizer) and is saved in a file of its own.
     """
 
-    def __init__(self, config: RefinerConfig, **kwargs: Any) -> None:
+    def __init__(self, config: RefinerConfig, discriminator: bool = True,
+                 **kwargs: Any) -> None:
+        """``discriminator`` False: without it even when the recipe has one (convert)."""
         super().__init__(**kwargs)
         self.config = config
         self.net = build_network(config)
+        self.discriminator = (build_discriminator(config.resolution * config.scale,
+                                                  base_ch=config.gan_dims)
+                              if config.gan_power and discriminator else None)
         self.built = True
 
     def call(self, inputs, training: bool = False):
@@ -118,7 +126,17 @@ class Refiner(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if sample_weight is not None:
             raise ValueError("Refiner does not support sample weights")
-        return ops.mean(refiner_loss(y[0], y_pred, y[1], self.config))
+        loss = ops.mean(refiner_loss(y[0], y_pred, y[1], self.config))
+        if self.discriminator is None:
+            return loss
+        # The masked faces are judged, as the pixel losses compare them; the discriminator's
+        # own loss is part of the total, and gan_terms keeps each net on its own gradient.
+        mask = blurred_mask(ops.cast(y[1], "float32"), self.config.resolution * self.config.scale)
+        fake = ops.cast(y_pred, "float32") * mask
+        _, generator, loss_d = gan_terms(self.discriminator, ops.cast(y[0], "float32") * mask,
+                                         fake)
+        tv = TV_WEIGHT * ops.mean(total_variation(fake))
+        return loss + self.config.gan_power * generator + tv + loss_d
 
     def refine(self, faces: np.ndarray, references: np.ndarray, masks: np.ndarray,
                batch_size: int = 16) -> np.ndarray:
@@ -154,5 +172,5 @@ class Refiner(keras.Model):
         return cls(RefinerConfig(**config.pop("config")), **config)
 
 
-def build_refiner(config: RefinerConfig) -> Refiner:
-    return Refiner(config, name="refiner")
+def build_refiner(config: RefinerConfig, discriminator: bool = True) -> Refiner:
+    return Refiner(config, discriminator, name="refiner")

@@ -100,9 +100,10 @@ def environment() -> dict:
     return {"backend": backend, "versions": versions}
 
 
-def write_optimizer(path: Path, optimizer) -> None:
-    """``optimizer``'s state as ``read_optimizer`` returns it (optimizers.state_of)."""
-    arrays, paths = optimizers.state_of(optimizer)
+def write_optimizer(path: Path, optimizer, model: keras.Model) -> None:
+    """``optimizer``'s state as ``read_optimizer`` returns it, each variable under a key that
+    names its model variable and slot (optimizers.keyed_paths)."""
+    arrays, paths = optimizers.state_of(optimizer, optimizers.variable_names(model))
     with h5py.File(path, "w") as f:
         for i, (array, var_path) in enumerate(zip(arrays, paths)):
             f.create_dataset(f"{i:05d}", data=array).attrs["path"] = var_path
@@ -126,9 +127,9 @@ def save(model_dir: str | Path, model: SwapModel, state: dict, keep_backups: int
         getattr(model, part).save_weights(staging / f"{part}.weights.h5")
     generator, discriminator = optimizers.parts(model.optimizer)
     files = {p: f"{p}.weights.h5" for p in model.parts} | {"optimizer": OPTIMIZER}
-    write_optimizer(staging / OPTIMIZER, generator)
+    write_optimizer(staging / OPTIMIZER, generator, model)
     if discriminator is not None:
-        write_optimizer(staging / D_OPTIMIZER, discriminator)
+        write_optimizer(staging / D_OPTIMIZER, discriminator, model)
         files["discriminator_optimizer"] = D_OPTIMIZER
     state = {**state, **environment(), "format": FORMAT,
              "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -196,14 +197,15 @@ def load_optimizer(model: SwapModel, ckpt: Path) -> None:
     """Adam's moments, step count and learning rate, so a resumed run continues exactly;
     the discriminator's optimiser too while the GAN trains (fresh when it was off)."""
     generator, discriminator = optimizers.parts(model.optimizer)
+    names = optimizers.variable_names(model)
     arrays, paths = read_optimizer(ckpt / OPTIMIZER)
-    if not optimizers.assign_state(generator, arrays, paths):
+    if not optimizers.assign_state(generator, arrays, paths, names):
         raise UserError(f"{ckpt / OPTIMIZER}: optimiser state does not fit this model "
                         f"({len(arrays)} variables saved, "
                         f"{len(generator.variables)} expected)")
     if discriminator is not None and (ckpt / D_OPTIMIZER).exists():
         arrays, paths = read_optimizer(ckpt / D_OPTIMIZER)
-        if not optimizers.assign_state(discriminator, arrays, paths):
+        if not optimizers.assign_state(discriminator, arrays, paths, names):
             raise UserError(f"{ckpt / D_OPTIMIZER}: does not fit this model's discriminator")
 
 

@@ -170,15 +170,74 @@ def set_learning_rate(optimizer: keras.optimizers.Optimizer, value: float) -> No
             part.learning_rate.assign(value)
 
 
+def variable_names(model: keras.Model) -> dict[int, str]:
+    """id(variable) -> PART/PATH for every weight of ``model``'s parts (its top-level layers).
+    Keras' own paths are not unique across parts: both decoders have an ``up0/conv/kernel``."""
+    return {id(v): f"{layer.name}/{v.path}" for layer in model.layers for v in layer.weights}
+
+
+def _slot_lists(optimizer: keras.optimizers.Optimizer) -> dict[str, list]:
+    """The optimiser's per-variable state by slot (Adam: momentums, velocities), each list in
+    the order of the variables it was built for. Keras keeps them as list attributes of
+    that length; this reads them generically rather than naming every optimiser's."""
+    refs = list(getattr(optimizer, "_trainable_variables", []))
+    return {attr.strip("_"): value for attr, value in vars(optimizer).items()
+            if isinstance(value, list) and value is not refs and refs and len(value) == len(refs)
+            and all(isinstance(x, keras.Variable) for x in value)}
+
+
+def keyed_paths(optimizer: keras.optimizers.Optimizer, names: dict[int, str]) -> list[str]:
+    """A path per optimiser variable that says what it is: ``PART/PATH:SLOT`` for the state
+    of one model variable (``names``: variable_names), the variable's name for the rest
+    (iteration, learning rate, the dropout mask's seed)."""
+    refs = list(optimizer._trainable_variables)
+    keyed = {id(var): f"{names.get(id(ref), ref.path)}:{slot}"
+             for slot, values in _slot_lists(optimizer).items()
+             for ref, var in zip(refs, values)}
+    # The optimiser's own variables by name: their paths carry its name, which Keras makes
+    # unique per process (adam, adam_1, ...).
+    return [keyed.get(id(v), v.name) for v in optimizer.variables]
+
+
+def _assign_by_path(variables: list, own: list[str], arrays: list[np.ndarray],
+                    paths: list[str]) -> bool | None:
+    """Assign by key when both sides are keyed alike; None when they are not (fall back
+    to order), False when a keyed variable's shape differs."""
+    if len(set(paths)) != len(paths) or len(set(own)) != len(own) or set(own) != set(paths):
+        return None
+    saved = dict(zip(paths, arrays))
+    if any(tuple(saved[p].shape) != tuple(v.shape) for p, v in zip(own, variables)):
+        return False
+    for path, var in zip(own, variables):
+        var.assign(saved[path])
+    return True
+
+
 def assign_state(optimizer: keras.optimizers.Optimizer | None, arrays: list[np.ndarray],
-                 paths: list[str]) -> bool:
+                 paths: list[str], names: dict[int, str] | None = None) -> bool:
     """Give ``optimizer`` (built; one of ``parts``) the state ``arrays`` saved from an
-    optimiser of the same kind, in variable order; ``paths`` are the saved variables' paths.
+    optimiser of the same kind; ``paths`` are the saved variables' paths. With ``names``
+    (variable_names of the model) and keyed paths (keyed_paths), each variable gets the
+    array saved under its own key, so an order that changed (Keras' or the file's) cannot
+    swap Adam's two moments, which have equal shapes; otherwise (checkpoints saved before
+    keys, in-memory snapshots) by variable order.
     Learning-rate dropout adds its mask seed as the last variable, so a state saved with it
     fits an optimiser without it (the seed is dropped) and the other way round (the seed
     starts fresh): the phase switch changes the dropout, not the moments. False, and nothing
     assigned, when the rest does not fit."""
     variables = list(optimizer.variables) if optimizer is not None else []
+    if optimizer is not None and names is not None:
+        own = keyed_paths(optimizer, names)
+        keep = [i for i, p in enumerate(own) if DROPOUT_STATE not in p]
+        saved = [i for i, p in enumerate(paths) if DROPOUT_STATE not in p]
+        done = _assign_by_path([variables[i] for i in keep], [own[i] for i in keep],
+                               [arrays[i] for i in saved], [paths[i] for i in saved])
+        if done is not None:
+            seed = [i for i, p in enumerate(paths) if DROPOUT_STATE in p]
+            mine = [i for i, p in enumerate(own) if DROPOUT_STATE in p]
+            if done and seed and mine:
+                variables[mine[0]].assign(arrays[seed[0]])
+            return done
     saved_seed = bool(paths) and DROPOUT_STATE in paths[-1]
     has_seed = bool(variables) and DROPOUT_STATE in variables[-1].path
     if saved_seed and not has_seed:
@@ -193,10 +252,14 @@ def assign_state(optimizer: keras.optimizers.Optimizer | None, arrays: list[np.n
     return True
 
 
-def state_of(optimizer: keras.optimizers.Optimizer | None) -> tuple[list, list[str]]:
-    """(arrays, paths) of an optimiser's variables, as ``assign_state`` takes them."""
+def state_of(optimizer: keras.optimizers.Optimizer | None,
+             names: dict[int, str] | None = None) -> tuple[list, list[str]]:
+    """(arrays, paths) of an optimiser's variables, as ``assign_state`` takes them; with
+    ``names`` (variable_names) the paths are keyed_paths."""
     variables = list(optimizer.variables) if optimizer is not None else []
-    return [ops.convert_to_numpy(v) for v in variables], [v.path for v in variables]
+    paths = ([v.path for v in variables] if optimizer is None or names is None
+             else keyed_paths(optimizer, names))
+    return [ops.convert_to_numpy(v) for v in variables], paths
 
 
 def replace_optimizer(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> None:

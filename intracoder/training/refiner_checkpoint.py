@@ -1,6 +1,7 @@
 """The refiner's part of a model folder: MODEL/refiner/, saved the way the main model is.
 
-MODEL/refiner/checkpoint/ holds refiner.weights.h5, optimizer.h5 and state.json;
+MODEL/refiner/checkpoint/ holds refiner.weights.h5, optimizer.h5 and state.json (with an
+adversarial term also discriminator.weights.h5 and discriminator_optimizer.h5);
 MODEL/refiner/backups/iter-*/ the previous ones. The layout inside MODEL/refiner/ is the
 main model's layout inside MODEL/, so finding, repairing and reading a checkpoint, the
 optimiser file and the in-memory NaN snapshots are training.checkpoint's own functions;
@@ -14,18 +15,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 
+import keras
+
 from intracoder.atomic import write_json
 from intracoder.models.refiner import Refiner, RefinerConfig, build_refiner
-from intracoder.training import checkpoint
-from intracoder.training.checkpoint import (BACKUPS, CHECKPOINT, FORMAT, OPTIMIZER, STAGING,
-                                            STATE, find_checkpoint, load_optimizer,
-                                            restore_snapshot, take_snapshot)
+from intracoder.training import checkpoint, optimizers
+from intracoder.training.checkpoint import (BACKUPS, CHECKPOINT, D_OPTIMIZER, DISCRIMINATOR,
+                                            FORMAT, OPTIMIZER, STAGING, STATE, find_checkpoint,
+                                            load_optimizer, restore_snapshot, take_snapshot)
 
 __all__ = ["REFINER_DIR", "refiner_dir", "read_state", "save", "restore", "load",
            "take_snapshot", "restore_snapshot"]
 
 REFINER_DIR = "refiner"
 WEIGHTS = "refiner.weights.h5"
+D_WEIGHTS = f"{DISCRIMINATOR}.weights.h5"
 
 
 def refiner_dir(model_dir: str | Path) -> Path:
@@ -57,16 +61,34 @@ def save(model_dir: str | Path, model: Refiner, state: dict, keep_backups: int =
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     model.net.save_weights(staging / WEIGHTS)
-    checkpoint.write_optimizer(staging / OPTIMIZER, model.optimizer)
+    generator, discriminator = optimizers.parts(model.optimizer)
+    checkpoint.write_optimizer(staging / OPTIMIZER, generator, model)
+    files = {"refiner": WEIGHTS, "optimizer": OPTIMIZER}
+    if model.discriminator is not None:
+        model.discriminator.save_weights(staging / D_WEIGHTS)
+        checkpoint.write_optimizer(staging / D_OPTIMIZER, discriminator, model)
+        files |= {DISCRIMINATOR: D_WEIGHTS, "discriminator_optimizer": D_OPTIMIZER}
     state = {**state, **checkpoint.environment(), "format": FORMAT,
              "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-             "files": {"refiner": WEIGHTS, "optimizer": OPTIMIZER}}
+             "files": files}
     write_json(staging / STATE, state)
     return checkpoint.promote(staging, current, root / BACKUPS, keep_backups)
 
 
 def _load_weights(model: Refiner, ckpt: Path) -> None:
     checkpoint.load_weights_file(model.net, ckpt / WEIGHTS, "refiner")
+    if model.discriminator is not None:
+        checkpoint.load_weights_file(model.discriminator, ckpt / D_WEIGHTS,
+                                     "refiner's discriminator")
+
+
+def optimizer_for(model: Refiner, learning_rate: float) -> keras.optimizers.Optimizer:
+    """Adam; with a discriminator, one Adam each behind a GanOptimizer (own moments)."""
+    if model.discriminator is None:
+        return keras.optimizers.Adam(learning_rate)
+    return optimizers.GanOptimizer(keras.optimizers.Adam(learning_rate),
+                                   keras.optimizers.Adam(learning_rate),
+                                   model.discriminator.weights)
 
 
 def restore(model_dir: str | Path, model: Refiner) -> dict:
@@ -83,6 +105,6 @@ def load(model_dir: str | Path) -> tuple[Refiner, dict] | None:
     state = read_state(model_dir)
     if state is None:
         return None
-    model = build_refiner(RefinerConfig(**state["refiner_config"]))
+    model = build_refiner(RefinerConfig(**state["refiner_config"]), discriminator=False)
     _load_weights(model, find_checkpoint(refiner_dir(model_dir)))
     return model, state

@@ -34,6 +34,11 @@ class RefinerConfig:
     l1_weight: float = 10.0
     dssim_weight: float = 10.0
     gradient_weight: float = 5.0  # image-gradient L1, the term that penalises blur
+    # Adversarial term: a patch discriminator (models/discriminator.py) of this base width
+    # judges the output against the real faces; 0 = off. Pixel losses settle on the average
+    # of the detail they cannot predict, which is blur; the discriminator penalises that.
+    gan_power: float = 0.0
+    gan_dims: int = 8
 
     def __post_init__(self) -> None:
         if min(self.filters, self.blocks, self.up_filters, self.reference_grid) < 1:
@@ -45,6 +50,8 @@ class RefinerConfig:
             raise UserError(f"refiner scale {self.scale} must be one of {SCALES}")
         if self.base not in ("bilinear", "bicubic"):
             raise UserError(f"refiner base {self.base!r} must be bilinear or bicubic")
+        if not 0 <= self.gan_power <= 10 or self.gan_dims < 1:
+            raise UserError("the refiner's --gan-power must be within 0..10 and --gan-dims >= 1")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -88,7 +95,12 @@ class RefinerTrainConfig:
     filters: int = field(default=RefinerConfig.filters, metadata={"help": "trunk width"})
     blocks: int = field(default=RefinerConfig.blocks, metadata={"help": "residual blocks"})
     up_filters: int = field(default=RefinerConfig.up_filters, metadata={
-        "help": "width after the 2x upscale"})
+        "help": "width after each 2x upscale"})
+    gan_power: float = field(default=RefinerConfig.gan_power, metadata={
+        "help": "weight of the adversarial term (a patch discriminator trained beside the "
+        "refiner, saved with it); 0: pixel losses only"})
+    gan_dims: int = field(default=RefinerConfig.gan_dims, metadata={
+        "help": "base width of the refiner's discriminator"})
     reference_grid: int = field(default=RefinerConfig.reference_grid, metadata={
         "help": "cells per side of the pooled colour reference"})
     inputs: str = field(default="auto", metadata={
@@ -113,7 +125,8 @@ class RefinerTrainConfig:
         return RefinerConfig(resolution=resolution, scale=self.scale or 2, base="bicubic",
                              filters=self.filters,
                              blocks=self.blocks, up_filters=self.up_filters,
-                             reference_grid=self.reference_grid)
+                             reference_grid=self.reference_grid, gan_power=self.gan_power,
+                             gan_dims=self.gan_dims)
 
 
 RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RefinerTrainConfig) if f.metadata.get("run"))

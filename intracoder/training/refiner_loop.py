@@ -119,7 +119,7 @@ def train_refiner(cfg: RefinerTrainConfig, given: dict[str, Any]) -> int:
     train_idx, test_idx, held = split(cfg.faces, state["held_out"]["names"] if state else [])
     keras.utils.set_random_seed(cfg.seed)  # the same initial weights for the same recipe
     model = build_refiner(refiner_config)
-    model.compile(optimizer=keras.optimizers.Adam(cfg.lr))
+    model.compile(optimizer=rc.optimizer_for(model, cfg.lr))
     model.optimizer.build(model.trainable_variables)
     info = faceset.info()
     if state is None:
@@ -174,6 +174,8 @@ def _loop(cfg: RefinerTrainConfig, model, state: dict, images: np.ndarray, masks
     iteration = first = state["iteration"]
     guard = NanGuard(model, state, iteration, cfg.rollback_every, model_dir, "refiner")
     window: list[float] = []
+    power = model.config.gan_power
+    gan = f", adversarial term {power:g}" if power else ""
 
     def save() -> None:
         guard.snapshot(iteration)  # never writes broken weights: rolls back to good ones
@@ -196,7 +198,7 @@ def _loop(cfg: RefinerTrainConfig, model, state: dict, images: np.ndarray, masks
               f"{model.config.resolution} -> {model.config.scale * model.config.resolution} "
               f"px on "
               f"{len(images)} faces ({'its decoder' if generated is not None else 'synthetic'} "
-              f"inputs), from iteration {iteration}", flush=True)
+              f"inputs{gan}), from iteration {iteration}", flush=True)
         while cfg.iterations is None or iteration < cfg.iterations:
             if stop.requested or time.monotonic() >= deadline:
                 reason = "Ctrl-C" if stop.requested else "the time budget"
