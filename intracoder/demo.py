@@ -23,6 +23,9 @@ PERSON_B = "astronaut"
 class DemoConfig:
     out: str = field(default="demo_out", metadata={"help": "folder for everything the demo makes"})
     minutes: float = field(default=6.0, metadata={"help": "training budget in minutes"})
+    iterations: int | None = field(default=None, metadata={
+        "help": "train this many iterations instead of for --minutes (the same work on any "
+        "machine, as the tests need)"})
     frames: int = field(default=48, metadata={"help": "frames per rendered clip"})
     clip_size: int = field(default=256, metadata={"help": "rendered clip width and height"})
     face_size: int = field(default=128, metadata={"help": "aligned crop size"})
@@ -54,6 +57,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
 
     if cfg.minutes <= 0:
         raise UserError("--minutes must be positive")
+    if cfg.iterations is not None and cfg.iterations < 1:
+        raise UserError("--iterations must be at least 1")
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
@@ -68,14 +73,17 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         print(f"extract {side.upper()}: {summary.line()}")
 
     model_dir = out / "model"
-    print(f"train: quick preset for {cfg.minutes:g} minutes (resumes if {model_dir} exists)")
+    budget = ({"iterations": cfg.iterations} if cfg.iterations is not None
+              else {"minutes": cfg.minutes})
+    what = f"{cfg.iterations} iterations" if cfg.iterations else f"{cfg.minutes:g} minutes"
+    print(f"train: quick preset for {what} (resumes if {model_dir} exists)")
     train(TrainConfig(a=str(faces["a"]), b=str(faces["b"]), model=str(model_dir), preset="quick",
-                      minutes=cfg.minutes, batch_size=cfg.batch_size, lr=cfg.lr,
+                      batch_size=cfg.batch_size, lr=cfg.lr, **budget,
                       # The clips are rendered from still portraits: no expression to keep,
                       # so eyes/mouth priority would only slow identity in a minutes budget.
                       eyes_mouth_priority=False,
                       preview_every=100, autosave_minutes=0),
-          {"minutes": cfg.minutes})
+          budget)
     for name in ("preview.png", "loss.png"):
         if (model_dir / name).exists():
             shutil.copyfile(model_dir / name, out / name)

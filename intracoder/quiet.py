@@ -33,10 +33,38 @@ def native_stderr_silenced() -> Iterator[None]:
             os.close(saved)
 
 
+def keras_backend_name() -> str:
+    """The backend Keras will load, read as Keras reads it (KERAS_BACKEND, else the
+    keras.json under KERAS_HOME or ~/.keras), without importing Keras."""
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    import json
+
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            return str(json.load(f).get("backend", "tensorflow"))
+    except (OSError, ValueError):
+        return "tensorflow"
+
+
+def _keep_off_the_gpu(tf) -> None:
+    """Under the jax or torch backend TensorFlow is there for MTCNN only; left alone it would
+    claim the GPU's memory and starve the backend that trains. Hidden before TensorFlow
+    initialises its devices (after that the call raises, and the devices are TensorFlow's)."""
+    if keras_backend_name() == "tensorflow":
+        return
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # already initialised by an earlier import: nothing left to do
+        pass
+
+
 def import_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with native_stderr_silenced():
         import tensorflow as tf
+    _keep_off_the_gpu(tf)
     return tf
 
 
@@ -48,5 +76,7 @@ def import_backend() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with native_stderr_silenced():
         if importlib.util.find_spec("tensorflow") is not None:
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            _keep_off_the_gpu(tensorflow)
         import keras  # noqa: F401

@@ -107,3 +107,13 @@ def test_help_and_version(argv):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 0
+
+
+def test_blank_label_is_one_line_before_any_work(capsys, tmp_path, clips, quick_model):
+    """Before: the label was first checked on the writer thread after the model had loaded,
+    and its ValueError came out as a traceback."""
+    out = tmp_path / "out.mp4"
+    code, err = run_cli(capsys, "convert", "--model", str(quick_model), "--label", "  ",
+                        str(clips["grace_hopper"]), str(out))
+    assert_one_line_error(code, err, "--label")
+    assert not out.exists()

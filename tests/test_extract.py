@@ -181,3 +181,56 @@ def test_alignment_is_stable_on_real_talking_heads(facedata, finder, tmp_path, c
     assert result.faces >= 45
     assert result.eye_centre_std < 0.01, result
     assert result.mean_tilt_deg < 2.5, result
+
+
+@pytest.mark.parametrize("broken", ["point", "line", "nan"])
+def test_degenerate_landmarks_are_one_kind_of_error(broken):
+    """Before: skimage 0.26's failed fit surfaced as FailedEstimationAccessError from
+    .params, a traceback in extract and convert."""
+    from intracoder.faces.align import DegenerateLandmarks, alignment_matrix
+
+    mesh = np.full((468, 3), 100.0)
+    if broken == "line":
+        mesh[:, 0] = np.arange(468)
+    if broken == "nan":
+        mesh[0, 0] = np.nan
+    with pytest.raises(DegenerateLandmarks):
+        alignment_matrix(mesh)
+
+
+def test_extract_skips_a_face_whose_landmarks_are_degenerate(clips, finder, tmp_path,
+                                                           monkeypatch):
+    from intracoder.faces import extract as extract_module
+
+    real = extract_module.crop_face
+    calls = []
+
+    def crop_face(image, landmarks, face_type, size):
+        calls.append(1)
+        if len(calls) == 2:  # the second face the detector found gets a broken mesh
+            landmarks = np.zeros_like(landmarks)
+        return real(image, landmarks, face_type, size)
+
+    monkeypatch.setattr(extract_module, "crop_face", crop_face)
+    out = tmp_path / "faces"
+    extract(ExtractConfig(input=str(clips["astronaut"]), out_dir=str(out), size=64,
+                          largest=True), finder=finder)
+    assert len(calls) == 12 and len(list_faces(out)) == 11
+
+
+def test_detector_turns_only_bad_frames_into_user_errors(finder, monkeypatch):
+    """Before: every exception of MTCNN, out-of-memory and bugs included, became the line
+    'face detection failed on a frame'."""
+    from intracoder.errors import UserError
+
+    detector = finder.detector
+    assert detector.detect([np.zeros((8, 8, 3), np.uint8)]) == [[]]  # tiny: no face, no error
+    with pytest.raises(UserError, match="8-bit colour"):
+        detector.detect([np.zeros((64, 64), np.uint8)])
+
+    def out_of_memory(images):
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(detector._mtcnn, "detect_faces", out_of_memory)
+    with pytest.raises(MemoryError):
+        detector.detect([np.zeros((64, 64, 3), np.uint8)])

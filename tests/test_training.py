@@ -137,8 +137,10 @@ def test_nan_rolls_back_lowers_lr_and_never_saves_nan(facesets, tmp_path, monkey
     with pytest.raises(UserError, match=f"after {MAX_ROLLBACKS} rollbacks"):
         train(_config(facesets, model_dir, iterations=30, rollback_every=2, save_every=4), {})
     state = checkpoint.read_state(model_dir)
-    assert state["iteration"] == 12  # the last good iteration, saved before the bad run
-    assert [(r["iteration"], r["restored"]) for r in state["rollbacks"]] == [(5, 4), (6, 4)]
+    # Batches 4 and 5 are undone (back to iteration 4 each time: an undone step is not an
+    # iteration), batches 6..11 make iterations 5..10, the last save (every 4) is at 8.
+    assert state["iteration"] == 8
+    assert [(r["iteration"], r["restored"]) for r in state["rollbacks"]] == [(5, 4), (5, 4)]
     assert state["lr_scale"] == pytest.approx(LR_DROP ** 2)  # scales the schedule from here on
     assert all(np.isfinite(w).all() for w in _weights(model_dir))
     assert all(np.isfinite(h[1:]).all() for h in state["history"])
@@ -287,3 +289,60 @@ def test_optimiser_state_saved_before_keys_still_restores_by_order(tmp_path):
     fresh.build(model.trainable_variables)
     assert optimizers.assign_state(fresh, arrays, old_paths, optimizers.variable_names(model))
     assert all(np.all(keras.ops.convert_to_numpy(v) == 0.5) for v in fresh.variables[2:])
+
+
+def test_the_lowered_learning_rate_survives_a_resume(facesets, tmp_path, monkeypatch):
+    """Two rollbacks quarter the rate; a resumed run trains on at the quartered schedule,
+    not at the schedule's own rate (the optimiser file holds the rate last applied)."""
+    from intracoder.training import schedule
+
+    original = PairDataset.__getitem__
+
+    def getitem(self, iteration):
+        x, y = original(self, iteration)
+        return ((x[0] * np.nan, x[1]) if iteration in (4, 5) else x), y
+
+    monkeypatch.setattr(PairDataset, "__getitem__", getitem)
+    model_dir = tmp_path / "model"
+    cfg = _config(facesets, model_dir, iterations=8, rollback_every=2)
+    train(cfg, {})
+    monkeypatch.setattr(PairDataset, "__getitem__", original)
+    train(_config(facesets, model_dir, iterations=10, rollback_every=2), {"iterations": 10})
+    state = checkpoint.read_state(model_dir)
+    assert state["iteration"] == 10 and state["lr_scale"] == pytest.approx(LR_DROP ** 2)
+    arrays, paths = checkpoint.read_optimizer(model_dir / "checkpoint" / checkpoint.OPTIMIZER)
+    applied = float(arrays[paths.index("learning_rate")])
+    resolved = cfg.resolved()
+    plan = schedule.plan(state.get("schedule"), resolved.lr, resolved.lr * resolved.lr_floor,
+                         resolved.warmup, 9, state["train_seconds"], 10, None)
+    assert applied == pytest.approx(plan.rate(9, state["train_seconds"]) * LR_DROP ** 2,
+                                    rel=1e-4)
+
+
+@pytest.mark.parametrize("damage", ["truncate_weights", "truncate_state", "delete_optimizer"])
+def test_a_torn_checkpoint_falls_back_to_the_newest_good_backup(straight, tmp_path, damage,
+                                                                 capsys):
+    """Before: find_checkpoint only checked that state.json existed, so a checkpoint whose
+    files were torn failed to load (resume and convert) although good backups were there."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(straight, model_dir)
+    backups = sorted((model_dir / "backups").iterdir())
+    assert backups, "the fixture's model must have a backup"
+    ckpt = model_dir / "checkpoint"
+    if damage == "truncate_weights":
+        path = ckpt / "encoder.weights.h5"
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "truncate_state":
+        (ckpt / "state.json").write_text('{"format": 1, "iter')
+    else:
+        (ckpt / checkpoint.OPTIMIZER).unlink()
+    state = checkpoint.read_state(model_dir)
+    assert checkpoint.find_checkpoint(model_dir) == backups[-1]
+    assert state["iteration"] == json.loads((backups[-1] / "state.json").read_text())["iteration"]
+    checkpoint.load_model(model_dir)  # convert's loading works from the backup
+    err = capsys.readouterr().err
+    assert err.count("is torn") == 1 and "backups" in err
+
+    found = checkpoint.find_checkpoint(model_dir, repair=True)  # as a resume does
+    assert found == backups[-1] and not ckpt.exists()
+    assert (model_dir / checkpoint.TORN).is_dir()  # kept for inspection, not deleted

@@ -32,11 +32,12 @@ from intracoder.convert.media import Sink, check_output, open_source
 from intracoder.convert.sharpen import sharpen
 from intracoder.convert.smoothing import FaceLocator, FaceTracks
 from intracoder.errors import UserError
-from intracoder.faces.align import alignment_matrix, transform_points
+from intracoder.faces.align import DegenerateLandmarks, alignment_matrix, transform_points
 from intracoder.faces.masks import hull_mask
 from intracoder.media.image import write_image
 from intracoder.progress import progress
 from intracoder.provenance import mark_frame
+from intracoder.provenance.label import clean_label
 from intracoder.provenance.metadata import image_text
 
 if TYPE_CHECKING:
@@ -145,9 +146,14 @@ class FaceSwapper:
         # traced for a handful of batch shapes however many faces each chunk holds.
         self.batch = 1 << (max(config.batch, 1) - 1).bit_length()
 
-    def _cut(self, frame_no: int, frame: np.ndarray, landmarks: np.ndarray) -> _Face:
+    def _cut(self, frame_no: int, frame: np.ndarray, landmarks: np.ndarray) -> _Face | None:
+        """The face cut out for the model; None for landmarks no alignment fits (the frame
+        keeps its own face there)."""
         # alignment_matrix is linear in the crop size, so one fit serves every size.
-        unit = alignment_matrix(landmarks, self.face_type, self.res)
+        try:
+            unit = alignment_matrix(landmarks, self.face_type, self.res)
+        except DegenerateLandmarks:
+            return None
         in_frame = self.res / np.sqrt(abs(np.linalg.det(unit[:, :2])))
         cut = int(np.clip(round(in_frame / 8) * 8, self.res, MAX_CUT))
         crop = cv2.warpAffine(frame, unit * (cut / self.res), (cut, cut), flags=cv2.INTER_LINEAR,
@@ -165,7 +171,8 @@ class FaceSwapper:
         as they are (the same objects)."""
         cfg, res = self.config, self.res
         with summary.timed("detect"):
-            cut = [self._cut(i, frames[i], lm) for i, lms in enumerate(faces) for lm in lms]
+            cut = [c for c in (self._cut(i, frames[i], lm) for i, lms in enumerate(faces)
+                               for lm in lms) if c is not None]
         if not cut:
             return list(frames)
         with summary.timed("model"):
@@ -277,6 +284,12 @@ def convert(cfg: ConvertConfig, finder: FaceFinder | None = None,
         raise UserError("--face-index counts from 0 (the largest face)")
     if not 0 <= cfg.crf <= 51:
         raise UserError(f"--crf must be within 0..51 (H.264), got {cfg.crf}")
+    if cfg.label is not None:
+        try:  # burnt in on the writer thread, after the model loaded: checked here first
+            clean_label(cfg.label)
+        except ValueError:
+            raise UserError(f"--label {cfg.label!r}: nothing to draw (printable ASCII "
+                            "characters are needed)") from None
     decoder = "b" if cfg.direction == "a2b" else "a"
     _model_folder(cfg.model)
     source = open_source(cfg.input, cfg.start, cfg.end)

@@ -64,12 +64,22 @@ def template_to_crop(face_type: str, size: int) -> np.ndarray:
     return np.array([[s, 0, size / 2 - s * cx], [0, s, size / 2 - s * cy], [0, 0, 1.0]])
 
 
+class DegenerateLandmarks(ValueError):
+    """Landmarks no similarity can be fitted to (all on one point or one line, or not
+    finite): a broken face-mesh result, skipped by its callers rather than fatal."""
+
+
 def alignment_matrix(landmarks: np.ndarray, face_type: str = "full", size: int = 256) -> np.ndarray:
-    """2x3 affine (source -> crop) from 468x2(+) face-mesh landmarks in source pixels."""
+    """2x3 affine (source -> crop) from 468x2(+) face-mesh landmarks in source pixels;
+    DegenerateLandmarks when none fits."""
     src = np.asarray(landmarks, np.float64)[MESH_INDICES, :2]
     # skimage's Umeyama takes no weights; repeating rows is an exact integer weighting.
-    to_template = SimilarityTransform.from_estimate(src[_FIT_ROWS], TEMPLATE[_FIT_ROWS]).params
-    return (template_to_crop(face_type, size) @ to_template)[:2]
+    fitted = (SimilarityTransform.from_estimate(src[_FIT_ROWS], TEMPLATE[_FIT_ROWS])
+              if np.isfinite(src).all() else None)
+    # skimage 0.26 returns a falsy FailedEstimation (whose .params raises) when it cannot fit.
+    if not fitted or not np.isfinite(fitted.params).all():
+        raise DegenerateLandmarks("the landmarks do not span a face")
+    return (template_to_crop(face_type, size) @ fitted.params)[:2]
 
 
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:

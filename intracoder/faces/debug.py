@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from intracoder.atomic import atomic_path
-from intracoder.faces.align import alignment_matrix, crop_outline
+from intracoder.faces.align import DegenerateLandmarks, alignment_matrix, crop_outline
 
 
 def draw_faces(image: np.ndarray, faces, face_type: str, size: int) -> np.ndarray:
@@ -21,7 +21,10 @@ def draw_faces(image: np.ndarray, faces, face_type: str, size: int) -> np.ndarra
             cv2.circle(out, (int(p[0]), int(p[1])), 0, (0, 255, 0), scale)
         for p in face.detection.points5:
             cv2.circle(out, (int(p[0]), int(p[1])), 2 * scale, (0, 0, 255), -1)
-        outline = crop_outline(alignment_matrix(face.landmarks, face_type, size), size)
+        try:
+            outline = crop_outline(alignment_matrix(face.landmarks, face_type, size), size)
+        except DegenerateLandmarks:
+            continue  # nothing to outline; the points above show what the mesh returned
         cv2.polylines(out, [np.round(outline).astype(np.int32)], True, (0, 255, 255), scale)
         # Mark the crop's top edge, so an upside-down alignment is obvious.
         cv2.line(out, tuple(np.round(outline[0]).astype(int)), tuple(np.round(outline[1]).astype(int)),

@@ -54,12 +54,15 @@ class FaceDetector:
         # mtcnn 1.0 misses large faces when min_face_size is raised above its default, so
         # the frame is shrunk instead until a face of min_size pixels is 20 px (MTCNN's
         # default smallest face): same recall, far fewer pyramid pixels.
+        for f in frames_bgr:
+            # The one input MTCNN cannot take (it copes with tiny and blank frames); anything
+            # it raises beyond this is a bug or out of memory and propagates as such.
+            if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
+                raise UserError(f"face detection needs 8-bit colour frames, got one of shape "
+                                f"{f.shape} and type {f.dtype}")
         scale = min(1.0, _MTCNN_MIN_FACE / max(self.min_size, 1))
         rgb = [np.ascontiguousarray(self._shrink(f, scale)[..., ::-1]) for f in frames_bgr]
-        try:
-            results = self._mtcnn.detect_faces(rgb)
-        except Exception as exc:  # TF raises many types for degenerate inputs
-            raise UserError(f"face detection failed on a frame: {exc.__class__.__name__}") from None
+        results = self._mtcnn.detect_faces(rgb)
         out = []
         for faces in results:
             dets = []

@@ -19,7 +19,8 @@ import numpy as np
 from intracoder import __version__
 from intracoder.errors import UserError
 from intracoder.faces import debug as debug_draw
-from intracoder.faces.align import FACE_TYPES, alignment_matrix, transform_points
+from intracoder.faces.align import (FACE_TYPES, DegenerateLandmarks, alignment_matrix,
+                                    transform_points)
 from intracoder.faces.detect import Detection, FaceDetector
 from intracoder.faces.faceset import FaceMeta, FacesetIndex, face_filename, write_face
 from intracoder.faces.frames import FrameSource
@@ -182,9 +183,12 @@ def extract(config: ExtractConfig, finder: FaceFinder | None = None) -> ExtractS
                     summary.faces_rejected += not same
                     if not same:
                         continue
+                try:
+                    crop, mask, matrix = crop_face(frame.image, face.landmarks,
+                                                   config.face_type, config.size)
+                except DegenerateLandmarks:  # a broken mesh for this face: no crop of it
+                    continue
                 kept.append(face)
-                crop, mask, matrix = crop_face(frame.image, face.landmarks, config.face_type,
-                                               config.size)
                 meta = face_meta(frame.source, frame.index, i, face, matrix, crop, mask,
                                  config.face_type, config.size)
                 if identity is not None:

@@ -17,7 +17,9 @@ _MAX_WIDTH_FRACTION = 0.9  # of the frame width; longer labels are shrunk to fit
 _BOX_ALPHA = 0.6  # darkening of the box behind the text
 
 
-def _ascii(text: str) -> str:
+def clean_label(text: str) -> str:
+    """The label as it is drawn; ValueError when nothing drawable is left (convert checks
+    --label with it before any work)."""
     # Hershey fonts draw ASCII only; anything else would come out as '?' boxes anyway.
     cleaned = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text).strip()
     if not cleaned:
@@ -43,7 +45,7 @@ def _layout(shape: tuple[int, ...], text: str) -> tuple[float, int, int, int, in
 def label_box(shape: tuple[int, ...], text: str) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) of the pixels the label may change; nothing outside it changes."""
     height, width = shape[:2]
-    _, _, pad, text_w, text_h = _layout(shape, _ascii(text))
+    _, _, pad, text_w, text_h = _layout(shape, clean_label(text))
     margin = pad
     x1, y1 = width - margin, height - margin
     x0 = max(0, x1 - text_w - 2 * pad)
@@ -53,7 +55,7 @@ def label_box(shape: tuple[int, ...], text: str) -> tuple[int, int, int, int]:
 
 def burn_label(frame_bgr: np.ndarray, text: str) -> np.ndarray:
     """A copy of the frame with ``text`` in white on a darkened box in the bottom-right."""
-    text = _ascii(text)
+    text = clean_label(text)
     scale, thickness, pad, _, _ = _layout(frame_bgr.shape, text)
     x0, y0, x1, y1 = label_box(frame_bgr.shape, text)
     out = frame_bgr.copy()

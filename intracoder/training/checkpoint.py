@@ -9,7 +9,9 @@ trains) and state.json. A save writes a complete new folder (MODEL/.checkpoint.s
 state.json last, so its presence means complete), moves the current checkpoint into
 MODEL/backups/ and renames the new one in. A kill at any moment leaves either the old or
 the new checkpoint complete; ``find_checkpoint`` finishes a save cut off between the two
-renames.
+renames. Every file and folder entry is fsynced before the checkpoint it belongs to is
+promoted, and a checkpoint that is torn anyway (a disk that lied, a file damaged later) is
+passed over for the newest good backup, with one line saying so.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,7 +32,7 @@ import keras
 import numpy as np
 
 from intracoder import __version__
-from intracoder.atomic import write_json
+from intracoder.atomic import durable_replace, fsync_tree, write_json
 from intracoder.errors import UserError
 from intracoder.models.autoencoder import LossConfig, ModelConfig, SwapModel, build_model
 from intracoder.training import optimizers
@@ -44,19 +47,68 @@ DISCRIMINATOR = "discriminator"  # the part a model gains when its GAN is first 
 FORMAT = 1
 
 
+TORN = "checkpoint.torn"  # where a torn checkpoint is moved aside by a resume (kept, not deleted)
+_reported: set[Path] = set()  # torn checkpoints already named on stderr in this process
+
+
+def torn_reason(ckpt: Path) -> str | None:
+    """Why ``ckpt`` cannot be loaded (state.json unreadable, a file it lists missing or not
+    HDF5), or None when it looks whole. Cheap: reads state.json and each file's signature."""
+    try:
+        state = json.loads((ckpt / STATE).read_text())
+    except (OSError, ValueError) as exc:
+        return f"{STATE} unreadable ({exc.__class__.__name__})"
+    if not isinstance(state, dict):
+        return f"{STATE} is not a checkpoint's state"
+    for name in state.get("files", {}).values():
+        path = ckpt / name
+        if not path.is_file():
+            return f"{name} missing"
+        if not h5py.is_hdf5(path):
+            return f"{name} damaged"
+        try:
+            with h5py.File(path, "r"):
+                pass
+        except OSError:
+            return f"{name} damaged"
+    return None
+
+
+def _report_torn(ckpt: Path, reason: str, used: Path) -> None:
+    if ckpt in _reported:
+        return
+    _reported.add(ckpt)
+    print(f"intracoder: warning: {ckpt} is torn ({reason}); using the newest good backup, "
+          f"{used}", file=sys.stderr, flush=True)
+
+
 def find_checkpoint(model_dir: str | Path, repair: bool = False) -> Path | None:
     """The newest complete checkpoint folder, or None for a new model. With ``repair``, a
-    save cut off between its two renames is finished instead of only read."""
+    save cut off between its two renames is finished instead of only read, and a torn
+    checkpoint is moved aside to MODEL/checkpoint.torn (nothing is deleted)."""
     model_dir = Path(model_dir)
     current, staging = model_dir / CHECKPOINT, model_dir / STAGING
     if not (current / STATE).exists() and (staging / STATE).exists():
         if not repair:
             return staging
-        os.replace(staging, current)
-    if (current / STATE).exists():
+        durable_replace(staging, current)
+    backups = sorted(p.parent for p in (model_dir / BACKUPS).glob(f"*/{STATE}"))
+    good = (b for b in reversed(backups) if torn_reason(b) is None)
+    if not (current / STATE).exists():
+        return next(good, None)
+    reason = torn_reason(current)
+    if reason is None:
         return current
-    backups = sorted((model_dir / BACKUPS).glob(f"*/{STATE}"))
-    return backups[-1].parent if backups else None
+    good = next(good, None)
+    if good is None:
+        raise UserError(f"{current}: torn ({reason}) and no good backup in "
+                        f"{model_dir / BACKUPS}; the model cannot be loaded")
+    _report_torn(current, reason, good)
+    if repair:  # the next save then promotes into an empty place
+        aside = model_dir / TORN
+        shutil.rmtree(aside, ignore_errors=True)
+        durable_replace(current, aside)
+    return good
 
 
 def read_state(model_dir: str | Path, repair: bool = False) -> dict | None:
@@ -135,6 +187,7 @@ def save(model_dir: str | Path, model: SwapModel, state: dict, keep_backups: int
              "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "files": files}
     write_json(staging / STATE, state)
+    fsync_tree(staging)  # every file on disk before the rename makes it the checkpoint
     return promote(staging, current, model_dir / BACKUPS, keep_backups)
 
 
@@ -148,8 +201,8 @@ def promote(staging: Path, current: Path, backups: Path, keep_backups: int) -> P
         backup = backups / f"iter-{old:09d}"
         shutil.rmtree(backup, ignore_errors=True)
         backup.parent.mkdir(exist_ok=True)
-        os.replace(current, backup)
-    os.replace(staging, current)
+        durable_replace(current, backup)
+    durable_replace(staging, current)
     for stale in sorted(backups.glob("iter-*"))[:-keep_backups or None]:
         shutil.rmtree(stale, ignore_errors=True)
     return current

@@ -255,6 +255,9 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
             warm = iteration > first_iteration + 2 and step_time is not None
             step_time = 0.9 * step_time + 0.1 * dt if warm else dt
             if not guard.after_step((loss_a, loss_b, *gan), iteration):
+                # The weights are those of the snapshot again, and so is the count: an
+                # undone step is not an iteration trained.
+                iteration = guard.good.iteration
                 continue
             if warn_cpu and iteration == first_iteration + 4:
                 warn_cpu = False

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import keras
 
-from intracoder.atomic import write_json
+from intracoder.atomic import fsync_tree, write_json
 from intracoder.models.refiner import Refiner, RefinerConfig, build_refiner
 from intracoder.training import checkpoint, optimizers
 from intracoder.training.checkpoint import (BACKUPS, CHECKPOINT, D_OPTIMIZER, DISCRIMINATOR,
@@ -72,6 +72,7 @@ def save(model_dir: str | Path, model: Refiner, state: dict, keep_backups: int =
              "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "files": files}
     write_json(staging / STATE, state)
+    fsync_tree(staging)
     return checkpoint.promote(staging, current, root / BACKUPS, keep_backups)
 
 

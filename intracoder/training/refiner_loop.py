@@ -207,6 +207,7 @@ def _loop(cfg: RefinerTrainConfig, model, state: dict, images: np.ndarray, masks
             loss = float(model.train_on_batch(x=x, y=y, return_dict=True)["loss"])
             iteration += 1
             if not guard.after_step((loss,), iteration):
+                iteration = guard.good.iteration  # undone steps are not iterations trained
                 continue
             window.append(loss)
             if len(window) >= cfg.log_every:
