@@ -293,7 +293,8 @@ def test_cli_end_to_end(clips, tmp_path):
 def test_a_face_whose_landmarks_are_degenerate_is_left_as_it_is(loaded, quick_model):
     model, state = loaded
     swapper = pipeline.FaceSwapper(model, "b", state["face_type"],
-                                   ConvertConfig(model=str(quick_model)))
+                                   ConvertConfig(input="in.mp4", output="out.mp4",
+                                                 model=str(quick_model)))
     frame = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
     out = swapper.swap([frame], [[np.zeros((468, 3))]], pipeline.ConvertSummary())
     assert out[0] is frame
