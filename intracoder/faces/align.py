@@ -65,7 +65,7 @@ def template_to_crop(face_type: str, size: int) -> np.ndarray:
 
 
 class DegenerateLandmarks(ValueError):
-    """Landmarks no similarity can be fitted to (all on one point or one line, or not
+    """Landmarks no similarity can be fitted to (all on one point, or not
     finite): a broken face-mesh result, skipped by its callers rather than fatal."""
 
 
