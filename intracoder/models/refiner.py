@@ -83,11 +83,19 @@ def refiner_loss(target, pred, mask, config: RefinerConfig):
     optimum over uncertain detail is the blurry average; the gradient term pushes further
     against blur, the usual failure of upscalers trained on pixel losses.
     """
+    return masked_loss(*masked_faces(target, pred, mask, config), config)
+
+
+def masked_faces(target, pred, mask, config: RefinerConfig):
+    """(target, prediction) inside the loss mask, float32: what the pixel losses and the
+    discriminator compare."""
+    m = blurred_mask(ops.cast(mask, "float32"), config.resolution * config.scale)
+    return ops.cast(target, "float32") * m, ops.cast(pred, "float32") * m
+
+
+def masked_loss(t, p, config: RefinerConfig):
+    """refiner_loss of faces already masked (masked_faces)."""
     res = config.resolution * config.scale
-    target = ops.cast(target, "float32")
-    pred = ops.cast(pred, "float32")
-    m = blurred_mask(ops.cast(mask, "float32"), res)
-    t, p = target * m, pred * m
     loss = config.l1_weight * ops.mean(ops.abs(t - p), axis=(1, 2, 3))
     for size, weight in dssim_windows(res, config.dssim_weight):
         loss = loss + weight * dssim(t, p, size)
@@ -126,15 +134,13 @@ class Refiner(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if sample_weight is not None:
             raise ValueError("Refiner does not support sample weights")
-        loss = ops.mean(refiner_loss(y[0], y_pred, y[1], self.config))
+        real, fake = masked_faces(y[0], y_pred, y[1], self.config)
+        loss = ops.mean(masked_loss(real, fake, self.config))
         if self.discriminator is None:
             return loss
         # The masked faces are judged, as the pixel losses compare them; the discriminator's
         # own loss is part of the total, and gan_terms keeps each net on its own gradient.
-        mask = blurred_mask(ops.cast(y[1], "float32"), self.config.resolution * self.config.scale)
-        fake = ops.cast(y_pred, "float32") * mask
-        _, generator, loss_d = gan_terms(self.discriminator, ops.cast(y[0], "float32") * mask,
-                                         fake)
+        _, generator, loss_d = gan_terms(self.discriminator, real, fake)
         tv = TV_WEIGHT * ops.mean(total_variation(fake))
         return loss + self.config.gan_power * generator + tv + loss_d
 

@@ -186,8 +186,8 @@ def save(model_dir: str | Path, model: SwapModel, state: dict, keep_backups: int
     state = {**state, **environment(), "format": FORMAT,
              "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "files": files}
-    write_json(staging / STATE, state)
-    fsync_tree(staging)  # every file on disk before the rename makes it the checkpoint
+    fsync_tree(staging)  # every file on disk before state.json says the folder is complete
+    write_json(staging / STATE, state)  # atomic and fsynced itself
     return promote(staging, current, model_dir / BACKUPS, keep_backups)
 
 

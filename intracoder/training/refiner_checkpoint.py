@@ -71,8 +71,8 @@ def save(model_dir: str | Path, model: Refiner, state: dict, keep_backups: int =
     state = {**state, **checkpoint.environment(), "format": FORMAT,
              "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "files": files}
+    fsync_tree(staging)  # as checkpoint.save: the files first, then state.json
     write_json(staging / STATE, state)
-    fsync_tree(staging)
     return checkpoint.promote(staging, current, root / BACKUPS, keep_backups)
 
 

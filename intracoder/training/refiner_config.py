@@ -123,8 +123,7 @@ class RefinerTrainConfig:
     def refiner_config(self, resolution: int) -> RefinerConfig:
         """The network of a new refiner (``scale`` already decided: see refiner_loop)."""
         return RefinerConfig(resolution=resolution, scale=self.scale or 2, base="bicubic",
-                             filters=self.filters,
-                             blocks=self.blocks, up_filters=self.up_filters,
+                             filters=self.filters, blocks=self.blocks, up_filters=self.up_filters,
                              reference_grid=self.reference_grid, gan_power=self.gan_power,
                              gan_dims=self.gan_dims)
 

@@ -2,9 +2,9 @@
 
 Every held-out face is degraded once with a seed of its own (blur, slight warp, colour
 shifts: data/degrade.py), and three ways of getting from that degraded face at R back to the
-clean face at scale x R are scored inside the face mask: (a) the refiner, (b) bicubic upscaling plus
-rct colour transfer from the same reference the refiner sees, (c) bicubic upscaling alone.
-(b) is what convert does without a refiner, so it is the baseline to beat.
+clean face at scale x R are scored inside the face mask: (a) the refiner, (b) bicubic
+upscaling plus rct colour transfer from the same reference the refiner sees, (c) bicubic
+upscaling alone. (b) is what convert does without a refiner, so it is the baseline to beat.
 """
 
 from __future__ import annotations
