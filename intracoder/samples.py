@@ -76,18 +76,13 @@ def render_clip(name: str, n_frames: int = 24, size: int = 256, seed: int = 0,
 
 
 def write_clip(frames: list[np.ndarray], path, fps: float = 25.0) -> None:
-    """Write BGR frames as an H.264 MP4 with the ffmpeg shipped by imageio-ffmpeg."""
-    import imageio_ffmpeg
+    """Write BGR frames as an H.264 MP4 (crf 18) with the media layer's writer."""
+    from intracoder.media.video import VideoWriter
 
     h, w = frames[0].shape[:2]
-    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, codec="libx264",
-                                         quality=None, bitrate=None, macro_block_size=1,
-                                         output_params=["-crf", "18", "-movflags", "+faststart"],
-                                         ffmpeg_log_level="error")
-    writer.send(None)
-    for f in frames:
-        writer.send(np.ascontiguousarray(f[..., ::-1]))
-    writer.close()
+    with VideoWriter(path, w, h, fps) as writer:
+        for frame in frames:
+            writer.write(np.ascontiguousarray(frame))
 
 
 def compose_pair(size: int = 512) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 from intracoder.atomic import temp_name
 from intracoder.errors import UserError
 from intracoder.media.image import IMAGE_SUFFIXES, WRITE_SUFFIXES, read_image, write_image
-from intracoder.media.video import VIDEO_SUFFIXES, VideoInfo, VideoWriter, iter_frames, probe
+from intracoder.media.video import VIDEO_SUFFIXES, VideoInfo, VideoWriter, iter_video, probe
 from intracoder.provenance.metadata import image_text, video_metadata
 
 
@@ -33,13 +33,17 @@ class Source:
     info: VideoInfo | None = None
     start: int = 0
     images: list[Path] = field(default_factory=list)
+    # Each decoded frame's time (VideoInfo.time_base units) by name, until the Sink takes
+    # it: a variable-frame-rate clip is written back with its own timing.
+    times: dict[str, int | None] = field(default_factory=dict)
 
     def frames(self) -> Iterator[tuple[str, np.ndarray]]:
         """(name, BGR frame): names are frame_NNNNNN for video, file names otherwise."""
         if self.kind == "video":
-            end = self.start + self.count
-            for i, frame in enumerate(iter_frames(self.path, self.start, end)):
-                yield f"frame_{self.start + i:06d}", frame
+            for frame in iter_video(self.path, self.start, self.start + self.count):
+                name = f"frame_{frame.index:06d}"
+                self.times[name] = frame.pts
+                yield name, frame.image
         else:
             for p in self.images:
                 yield p.name, read_image(p)
@@ -110,7 +114,7 @@ class Sink:
     Provenance text goes into the container (video metadata, PNG/JPEG text)."""
 
     def __init__(self, source: Source, output: str, model_id: str, crf: int = 18):
-        self.kind, self.path = source.kind, Path(output)
+        self.kind, self.path, self._source = source.kind, Path(output), source
         self._text = image_text(model_id)
         self._writer: VideoWriter | None = None
         self._folder: Path | None = None
@@ -121,8 +125,7 @@ class Sink:
             clipped = source.start > 0 or source.count < info.frame_count
             self._writer = VideoWriter(self.path, info.width, info.height, info.fps_fraction,
                                        audio_from=audio, metadata=video_metadata(model_id),
-                                       crf=crf, audio_start=source.start / info.fps,
-                                       audio_duration=source.count / info.fps if clipped else None)
+                                       crf=crf, time_base=info.time_base, clip_audio=clipped)
             self._writer.open()
         elif self.kind == "folder":
             if self.path.is_dir():
@@ -133,7 +136,7 @@ class Sink:
 
     def write(self, name: str, frame: np.ndarray) -> None:
         if self._writer is not None:
-            self._writer.write(frame)
+            self._writer.write(frame, self._source.times.pop(name, None))
         elif self._folder is not None:
             stem, suffix = Path(name).stem, Path(name).suffix.lower()
             write_image(self._folder / (stem + (suffix if suffix in WRITE_SUFFIXES else ".png")),

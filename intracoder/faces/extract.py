@@ -26,6 +26,7 @@ from intracoder.faces.faceset import FaceMeta, FacesetIndex, face_filename, writ
 from intracoder.faces.frames import FrameSource
 from intracoder.faces.landmarks import FaceMesh
 from intracoder.faces.masks import blur_score, head_pose, hull_mask
+from intracoder.media.video import DecodeError
 from intracoder.progress import progress
 
 
@@ -149,8 +150,6 @@ def extract(config: ExtractConfig, finder: FaceFinder | None = None) -> ExtractS
         from intracoder.metrics.identity import IdentityFilter
 
         identity = IdentityFilter.from_images(config.reference, config.threshold)
-    if finder is None and len(done) < len(wanted):
-        finder = FaceFinder(config.min_size, config.min_confidence, config.largest)
     start = time.perf_counter()
     bar = progress(total=len(wanted) - len(done), unit="frame", desc="extract")
 
@@ -172,6 +171,9 @@ def extract(config: ExtractConfig, finder: FaceFinder | None = None) -> ExtractS
         pending.clear()
 
     def flush(batch) -> None:
+        nonlocal finder
+        if finder is None:  # only once there is a frame to look at: a resume may have none
+            finder = FaceFinder(config.min_size, config.min_confidence, config.largest)
         jobs = []
         for frame, faces in zip(batch, finder.find([f.image for f in batch])):
             files, rows, crops = [], [], []
@@ -193,7 +195,8 @@ def extract(config: ExtractConfig, finder: FaceFinder | None = None) -> ExtractS
                                  config.face_type, config.size)
                 if identity is not None:
                     meta.extra["identity_distance"] = round(dist, 4)
-                name = face_filename(frame.source, frame.index, i, config.format)
+                name = face_filename(index.stem_for(frame.source), frame.index, i,
+                                     config.format)
                 crops.append((out_dir / name, crop, mask, meta))
                 files.append(name)
                 rows.append({"source": frame.source, "frame": frame.index, "face_index": i,
@@ -208,13 +211,20 @@ def extract(config: ExtractConfig, finder: FaceFinder | None = None) -> ExtractS
 
     try:
         batch = []
-        for frame in source.frames(skip=done):
-            batch.append(frame)
-            # A batch holds one image size only: MTCNN pads mixed sizes to the largest.
-            if len(batch) >= config.batch_size or batch[0].image.shape != frame.image.shape:
-                last = batch.pop() if batch[0].image.shape != frame.image.shape else None
+        try:
+            for frame in source.frames(skip=done):
+                batch.append(frame)
+                # A batch holds one image size only: MTCNN pads mixed sizes to the largest.
+                if len(batch) >= config.batch_size or batch[0].image.shape != frame.image.shape:
+                    last = batch.pop() if batch[0].image.shape != frame.image.shape else None
+                    flush(batch)
+                    batch = [last] if last is not None else []
+        except DecodeError as exc:
+            if batch:  # the frames decoded before the damage still count
                 flush(batch)
-                batch = [last] if last is not None else []
+            commit_pending()
+            raise UserError(f"{exc} (the {len(index.faces)} faces found before it are kept)") \
+                from None
         if batch:
             flush(batch)
         commit_pending()

@@ -149,8 +149,9 @@ def list_faces(folder: str | Path) -> list[Path]:
                   if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
-def face_filename(source: str | Path, frame: int, face_index: int, fmt: str) -> str:
-    return f"{Path(source).stem}_{frame:06d}_{face_index}.{fmt}"
+def face_filename(stem: str, frame: int, face_index: int, fmt: str) -> str:
+    """The crop's file name; ``stem`` is FacesetIndex.stem_for(source), unique per source."""
+    return f"{stem}_{frame:06d}_{face_index}.{fmt}"
 
 
 class FacesetIndex:
@@ -170,6 +171,25 @@ class FacesetIndex:
 
     def frames_done(self, source: str) -> set[int]:
         return set(self.data["sources"].get(source, {}).get("frames_done", []))
+
+    def stem_for(self, source: str) -> str:
+        """The name the crops of ``source`` start with: its file stem, or, when another
+        source of this faceset already has that stem (``a/clip.mp4`` and ``b/clip.mp4``,
+        ``x.png`` and ``x.jpg``), the stem with the first free ``-2``, ``-3``, ... so no
+        crop overwrites another's. Recorded in the index, so a resume keeps it."""
+        sources = self.data["sources"]
+        entry = sources.get(source, {})
+        if "stem" in entry:
+            return entry["stem"]
+        # Indexes written before stems were recorded used the plain file stem.
+        taken = {e.get("stem", Path(s).stem) for s, e in sources.items() if s != source}
+        base = Path(source).stem
+        stem, n = base, 1
+        while stem in taken:
+            n += 1
+            stem = f"{base}-{n}"
+        sources.setdefault(source, {"frames_done": []})["stem"] = stem
+        return stem
 
     def mark_frame(self, source: str, frame: int, files: list[str], rows: list[dict]) -> None:
         entry = self.data["sources"].setdefault(source, {"frames_done": []})

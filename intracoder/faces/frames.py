@@ -1,7 +1,7 @@
 """Frames from a video file, one image, or a folder of images.
 
-OpenCV decodes video (FFmpeg inside, rotation metadata applied by default); images are
-read with cv2.imread. Every source is checked before any work starts, so a bad input
+Video is decoded by the media layer (the same reader convert uses, so training faces and
+converted faces are decoded alike); images are read with cv2.imread. Every source is checked before any work starts, so a bad input
 fails in one line before anything is written.
 """
 
@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from intracoder.errors import UserError
-from intracoder.quiet import native_stderr_silenced
+from intracoder.media.video import iter_video, probe
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -50,14 +50,15 @@ class FrameSource:
             self.frame_count = 1
         else:
             self.kind = "video"
-            with native_stderr_silenced():  # FFmpeg's own complaint is replaced by ours
-                cap = cv2.VideoCapture(str(self.path))
-                ok, first = cap.read() if cap.isOpened() else (False, None)
-            self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-            self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-            cap.release()
-            if not ok or first is None:
-                raise UserError(f"{self.path}: not a video or image that can be decoded")
+            try:
+                info = probe(self.path)
+            except UserError as exc:
+                raise UserError(f"{self.path}: not a video or image that can be decoded "
+                                f"({exc})") from None
+            # Exact even where the container has no count (raw H.264, MPEG-TS, MKV): probe
+            # counts the packets.
+            self.frame_count = info.frame_count
+            self.fps = info.fps
 
     def wanted(self) -> list[tuple[str, int]]:
         """(source, frame index) of every frame this source will yield."""
@@ -78,25 +79,11 @@ class FrameSource:
             yield Frame(str(p), 0, img)
 
     def _video_frames(self, skip) -> Iterator[Frame]:
-        cap = cv2.VideoCapture(str(self.path))
+        # A file that stops decoding early raises DecodeError after the frames before it.
         source = str(self.path)
-        index = 0
-        try:
-            while True:
-                wanted = index % self.every == 0 and (source, index) not in skip
-                # grab() without retrieve() skips the colour conversion of unwanted frames.
-                if not cap.grab():
-                    break
-                if wanted:
-                    ok, img = cap.retrieve()
-                    if not ok:
-                        break
-                    yield Frame(source, index, img)
-                index += 1
-        finally:
-            cap.release()
-        # The container's frame count can be off by a frame or two for some codecs; a
-        # shortfall beyond that means the file ends early.
-        if self.frame_count and index < self.frame_count - 2:
-            raise UserError(f"{self.path}: video is truncated or corrupt: decoding stopped at "
-                            f"frame {index} of {self.frame_count} (faces found so far are kept)")
+
+        def keep(index: int) -> bool:
+            return index % self.every == 0 and (source, index) not in skip
+
+        for frame in iter_video(self.path, keep=keep):
+            yield Frame(source, frame.index, frame.image)

@@ -1,1 +1,1 @@
-"""Media in and out: video through the ffmpeg bundled with imageio-ffmpeg, images via Pillow."""
+"""Media in and out: video through PyAV (FFmpeg's libraries in a wheel), images via Pillow."""

@@ -1,40 +1,45 @@
 """Frames in and out: probe and decode videos, encode H.264 with the source audio.
 
-Decoding and encoding pipe raw BGR frames through the ffmpeg binary that ships with
-imageio-ffmpeg, so nothing has to be installed system-wide; OpenCV only supplies the exact
-frame rate and the MP4 frame count when probing. Everything is written to a temporary name
-next to the target and renamed only when complete: an interrupted convert never leaves a
-truncated file that looks finished.
+The one reader and the one writer every stage uses, on PyAV (FFmpeg's libraries in a wheel):
+exact timestamps, so a variable-frame-rate phone clip keeps each frame's time and its audio
+stays in sync; frame counts for containers whose header has none (raw H.264, MPEG-TS, MKV);
+display rotation; audio streams copied packet by packet; and a decode error that names its
+frame instead of a silently shorter video. Everything is written to a temporary name next to
+the target and renamed only when complete: an interrupted convert never leaves a truncated
+file that looks finished.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
-import cv2
+import av
 import imageio_ffmpeg
 import numpy as np
 
-from intracoder.atomic import temp_name
+from intracoder.atomic import durable_replace, temp_name
 from intracoder.errors import UserError
+from intracoder.media.pyav import AudioCopy, Converter, SWS_DECODE, SWS_ENCODE, reason
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
-# Audio codecs the MP4/MOV muxer takes as they are; anything else is re-encoded to AAC.
-_MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3"}
+_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+# Containers whose header holds an exact frame count (the sample table); other counts are
+# estimates from the duration, so the packets are counted instead.
+_INDEXED = {"mov", "mp4"}
+# A container's count can be off by a frame or two for some codecs (edit lists, a dropped
+# leading B-frame); a shortfall beyond this means the file ends early.
+_COUNT_SLACK = 2
 
 
 @dataclass(frozen=True)
 class VideoInfo:
     width: int  # as iter_frames yields them, i.e. after rotation
     height: int
-    fps: float
+    fps: float  # the average rate; a variable-rate clip's frames carry their own times
     fps_fraction: str  # exact rate, e.g. "30000/1001"; pass it on to VideoWriter
     frame_count: int
     has_audio: bool
@@ -42,9 +47,26 @@ class VideoInfo:
     duration: float  # seconds, 0.0 if the container does not say
     audio_codec: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    time_base: Fraction = Fraction(0)  # unit of DecodedFrame.pts; pass it on to VideoWriter
+
+
+@dataclass
+class DecodedFrame:
+    index: int  # frame number, counted from the first decoded frame
+    pts: int | None  # presentation time in VideoInfo.time_base units (None: the file has none)
+    image: np.ndarray  # BGR uint8, upright, writable
+
+
+class DecodeError(UserError):
+    """The file stops decoding before its end; ``frame`` is the first frame not delivered."""
+
+    def __init__(self, path: Path, frame: int, why: str):
+        super().__init__(f"{path}: decoding failed at frame {frame}: {why}")
+        self.frame = frame
 
 
 def ffmpeg_exe() -> str:
+    """The ffmpeg binary of imageio-ffmpeg, for tests and benchmarks that make test clips."""
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -55,181 +77,164 @@ def _require_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def _inspect(path: Path) -> str:
-    """ffmpeg's description of the input (it exits non-zero because no output is given)."""
-    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
-                         text=True, errors="replace")
-    return res.stderr
+def _open(p: Path) -> av.container.InputContainer:
+    try:
+        container = av.open(str(p), "r")
+    except av.InvalidDataError:
+        raise UserError(f"{p}: no video stream could be read (not a video file, or a damaged "
+                        "one)") from None
+    except (av.FFmpegError, OSError) as exc:
+        raise UserError(f"cannot read video {p}: {reason(exc)}") from None
+    if not container.streams.video:
+        container.close()
+        raise UserError(f"{p} has no video stream (is it a video file?)")
+    return container
 
 
-def _parse_metadata(text: str) -> dict[str, str]:
-    """The container-level 'Metadata:' block; lines that start with ':' continue a value."""
-    meta: dict[str, str] = {}
-    lines = text.splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.startswith("Input #0")), None)
-    if start is None or start + 1 >= len(lines) or lines[start + 1].strip() != "Metadata:":
-        return meta
-    key = None
-    for ln in lines[start + 2:]:
-        m = re.match(r"^ {4}(\S[^:]*?)\s*: ?(.*)$", ln)
-        cont = re.match(r"^ {5,}: ?(.*)$", ln)
-        if cont and key is not None:
-            meta[key] += "\n" + cont.group(1)
-        elif m:
-            key = m.group(1)
-            meta[key] = m.group(2)
-        else:
-            break
-    return meta
-
-
-def _fps_fraction(fps: float) -> Fraction:
+def _fps_fraction(fps) -> Fraction:
     # Containers store NTSC rates as 30000/1001 etc.; a denominator of at most 1001 recovers
-    # them exactly from the float OpenCV reports.
+    # them exactly from a float.
     return Fraction(fps).limit_denominator(1001)
 
 
-def _display_size(text: str) -> tuple[int, int, int]:
-    """(width, height, rotation) of the first video stream, sides swapped for +-90 degrees,
-    which is how ffmpeg's autorotate delivers the frames."""
-    video = re.search(r"Stream #\d+:\d+.*?: Video: .*", text)
-    size = re.search(r", (\d{1,5})x(\d{1,5})(?=[ ,\[]|$)", video.group(0)) if video else None
-    if size is None:
-        raise UserError("no video stream found (is it a video file?)")
-    rot = re.search(r"rotation of (-?[\d.]+) degrees", text, re.IGNORECASE)
-    rotation = int(round(float(rot.group(1)))) % 360 if rot else 0
-    w, h = int(size.group(1)), int(size.group(2))
-    return (h, w, rotation) if rotation in (90, 270) else (w, h, rotation)
+def _indexed(container) -> bool:
+    return bool(_INDEXED & set(container.format.name.split(",")))
 
 
-# swscale's default (fast) conversions round by truncation and interpolate chroma crudely:
-# a decode/encode round trip then darkens every frame by 1-2 levels and tints it green
-# (measured on the bundled portraits; cv2.VideoCapture has the same bias), and a convert is
-# one such generation. Accurate rounding with full chroma interpolation removes the bias
-# (mean error < 0.1 level) for about 20 ms more CPU per 1080p frame when decoding.
-_SWS_DECODE = "bilinear+accurate_rnd+full_chroma_int"
-_SWS_ENCODE = "bicubic+accurate_rnd"
+def _count_packets(container, stream) -> int:
+    """Frames in the video stream by reading its packets, decoding none."""
+    return sum(1 for packet in container.demux(stream) if packet.size)
 
 
-def _count_packets(path: Path) -> int:
-    """Frames in the first video stream by remuxing to nothing: reads packets, decodes none."""
-    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path),
-                          "-map", "0:v:0", "-c", "copy", "-f", "null", "-"],
-                         capture_output=True, text=True, errors="replace")
-    counts = re.findall(r"frame=\s*(\d+)", res.stderr)
-    if res.returncode != 0 or not counts:
-        raise UserError(f"cannot read video {path}: {_last_line(res.stderr)}")
-    return int(counts[-1])
+def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k)) if k else image
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
-    """Size, exact frame rate, frame count, audio and rotation of a video file.
+    """Size, exact frame rate, frame count, audio, rotation and tags of a video file.
 
-    The frame count comes from the MP4/MOV sample table (via OpenCV) where there is one; for
-    other containers, whose headers only allow an estimate from the duration, the packets
-    are counted, which reads the file but decodes nothing."""
+    The frame count comes from the MP4/MOV sample table where there is one; for other
+    containers (whose headers allow only an estimate from the duration, or nothing) the
+    packets are counted, which reads the file but decodes nothing."""
     p = _require_file(path)
-    text = _inspect(p)
-    if re.search(r"Stream #\d+:\d+.*?: Video: ", text) is None:
-        raise UserError(f"{p} has no video stream (is it a video file?)")
-    width, height, rotation = _display_size(text)
-    audio = re.search(r"Stream #\d+:\d+.*?: Audio: (\w+)", text)
-    dur = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
-    # OpenCV reads the exact rate (ffmpeg -i prints it rounded) and the sample-table count.
-    cap = cv2.VideoCapture(str(p))
+    container = _open(p)
     try:
-        if not cap.isOpened():
-            raise UserError(f"cannot decode video {p}")
-        fps = float(cap.get(cv2.CAP_PROP_FPS))
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        stream = container.streams.video[0]
+        try:
+            first = next(container.decode(stream), None)
+        except av.FFmpegError as exc:
+            raise UserError(f"cannot decode video {p}: {reason(exc)}") from None
+        if first is None:
+            raise UserError(f"cannot decode video {p}: no frame in its video stream")
+        rotation = int(first.rotation or 0) % 360
+        width, height = first.width, first.height
+        if rotation in (90, 270):
+            width, height = height, width
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate:
+            raise UserError(f"{p}: frame rate unknown")
+        frac = _fps_fraction(rate)
+        count = stream.frames if _indexed(container) else 0
+        if count <= 0:  # raw streams cannot seek back: count on a second opening
+            counting = _open(p)
+            try:
+                count = _count_packets(counting, counting.streams.video[0])
+            finally:
+                counting.close()
+        audio = container.streams.audio[0] if container.streams.audio else None
+        duration = container.duration / av.time_base if container.duration else 0.0
+        return VideoInfo(width=width, height=height, fps=float(frac),
+                         fps_fraction=f"{frac.numerator}/{frac.denominator}",
+                         frame_count=count, has_audio=audio is not None, rotation=rotation,
+                         duration=duration,
+                         audio_codec=audio.codec_context.name if audio is not None else None,
+                         metadata={k.lower(): v for k, v in container.metadata.items()},
+                         time_base=Fraction(stream.time_base or 0))
     finally:
-        cap.release()
-    if fps <= 0:
-        m = re.search(r"([\d.]+) fps", text)
-        fps = float(m.group(1)) if m else 0.0
-    if fps <= 0:
-        raise UserError(f"{p}: frame rate unknown")
-    frac = _fps_fraction(fps)
-    container = re.search(r"Input #0, ([^ ]+),? from", text)
-    if count <= 0 or container is None or "mp4" not in container.group(1):
-        count = _count_packets(p)
-    duration = 0.0
-    if dur:
-        duration = int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3))
-    return VideoInfo(width=width, height=height, fps=float(frac),
-                     fps_fraction=f"{frac.numerator}/{frac.denominator}", frame_count=count,
-                     has_audio=audio is not None, rotation=rotation, duration=duration,
-                     audio_codec=audio.group(1) if audio else None, metadata=_parse_metadata(text))
+        container.close()
 
 
-def iter_frames(path: str | os.PathLike, start: int = 0,
-                end: int | None = None) -> Iterator[np.ndarray]:
-    """Yield frames start..end-1 (end exclusive, None = to the end) as writable BGR uint8
-    arrays, upright (container rotation applied), one per decoded frame (no rate conversion).
+def iter_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
+               keep: Callable[[int], bool] | None = None) -> Iterator[DecodedFrame]:
+    """Frames start..end-1 (end exclusive, None = to the end) with their timestamps, one per
+    decoded frame (no rate conversion); with ``keep``, only the frames whose index it
+    accepts (the others are decoded, as they must be, but never converted to BGR).
 
-    Decoded by an ffmpeg pipe rather than cv2.VideoCapture, whose fixed conversion settings
-    shift colours by 1-2 levels (see _SWS_DECODE). Frames before ``start`` are dropped by
-    ffmpeg's trim filter by frame number, never by seeking to a time, which lands on the
-    wrong frame in variable-frame-rate phone videos and would shift every pasted face."""
+    Frames are counted from the first, never found by seeking to a time, which lands on the
+    wrong frame in variable-frame-rate phone videos and would shift every pasted face. A
+    file that stops decoding early raises DecodeError (a UserError) naming the frame, after
+    every frame before it has been yielded."""
     if start < 0:
         raise ValueError(f"start must be >= 0, got {start}")
     p = _require_file(path)
     if end is not None and end <= start:
         return
-    width, height, _ = _display_size(_inspect(p))
-    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(p),
-           "-map", "0:v:0"]
-    if start > 0 or end is not None:
-        trim = f"trim=start_frame={start}" + (f":end_frame={end}" if end is not None else "")
-        cmd += ["-vf", trim]
-    cmd += ["-fps_mode", "passthrough", "-sws_flags", _SWS_DECODE, "-f", "rawvideo",
-            "-pix_fmt", "bgr24", "pipe:1"]
-    nbytes = width * height * 3
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
-        yielded = 0
+    container = _open(p)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        expected = stream.frames if _indexed(container) else 0
+        to_bgr = Converter("bgr24", SWS_DECODE)
+        index = 0
         try:
-            while True:
-                buf = bytearray(nbytes)
-                if proc.stdout.readinto(buf) != nbytes:
-                    break
-                yield np.frombuffer(buf, np.uint8).reshape(height, width, 3)
-                yielded += 1
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.stdout.close()
-            rc = proc.wait()
-        if rc != 0 and yielded == 0:
-            log.seek(0)
-            message = _last_line(log.read().decode("utf-8", "replace"))
-            raise UserError(f"cannot decode video {p}: {message}")
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    if index >= start and (keep is None or keep(index)):
+                        image = _upright(to_bgr(frame), int(frame.rotation or 0))
+                        yield DecodedFrame(index, frame.pts, image)
+                    index += 1
+                    if end is not None and index >= end:
+                        return
+        except av.FFmpegError as exc:
+            raise DecodeError(p, index, reason(exc)) from None
+        if expected and index < expected - _COUNT_SLACK:
+            raise DecodeError(p, index, f"the file ends early ({expected} frames in its index)")
+    finally:
+        container.close()
 
 
-def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else "ffmpeg failed without a message"
+def iter_frames(path: str | os.PathLike, start: int = 0,
+                end: int | None = None) -> Iterator[np.ndarray]:
+    """The images of iter_video: BGR uint8, upright, writable."""
+    for frame in iter_video(path, start, end):
+        yield frame.image
+
+
+def read_frames_at(path: str | os.PathLike, indices) -> dict[int, np.ndarray]:
+    """The frames numbered ``indices``, decoding up to the last of them (only those wanted
+    are converted to BGR)."""
+    wanted = sorted(set(int(i) for i in indices))
+    if not wanted:
+        return {}
+    keep = set(wanted).__contains__
+    return {f.index: f.image for f in iter_video(path, wanted[0], wanted[-1] + 1, keep)}
 
 
 class VideoWriter:
-    """H.264 (libx264, yuv420p) encoder fed with BGR frames, used as a context manager.
+    """H.264 (libx264) encoder fed with BGR frames, used as a context manager.
 
     ``fps`` may be a fraction string ("30000/1001", as VideoInfo.fps_fraction gives), a
-    Fraction or a number; it is passed to ffmpeg as a fraction so the output has exactly the
-    source's rate and one output frame per frame written. ``audio_from``: a file whose first
-    audio track (if any) is muxed in, copied when the container accepts the codec, else
-    re-encoded to AAC, starting ``audio_start`` seconds into it and lasting ``audio_duration``
-    (None = to its end). No -shortest: with a piped input it can drop the last video frames;
-    audio longer than the video simply runs on. Odd sizes are padded by one pixel, as
-    yuv420p needs even sides. The file appears under ``path`` only when ``close`` succeeds.
+    Fraction or a number. Frames are written at that rate, or at the times given to
+    ``write`` in units of ``time_base`` (VideoInfo.time_base of the source, whose
+    DecodedFrame.pts they are): a variable-rate source stays variable, frame for frame.
+    ``audio_from``: a file whose first audio track (if any) is muxed in on the same clock,
+    copied when the container accepts the codec, else re-encoded to AAC; ``clip_audio``
+    keeps only the audio under the frames written (a convert of part of a clip), otherwise
+    it runs to its own end. yuv420p needs even sides, so an odd-sized frame is encoded as
+    yuv444p, which keeps its exact size (some players, browsers among them, cannot show
+    4:4:4 H.264). ``xmp``: a packet written into an MP4/MOV as its XMP box. The file
+    appears under ``path`` only when ``close`` succeeds.
     """
 
     def __init__(self, path: str | os.PathLike, width: int, height: int,
                  fps: str | float | Fraction, audio_from: str | os.PathLike | None = None,
                  metadata: dict | None = None, crf: int = 18, preset: str = "medium",
-                 audio_start: float = 0.0, audio_duration: float | None = None):
+                 time_base: Fraction | str | None = None, clip_audio: bool = False,
+                 xmp: bytes | None = None):
         self.path = Path(path)
-        if self.path.suffix.lower() not in VIDEO_SUFFIXES:
+        suffix = self.path.suffix.lower()
+        if suffix not in VIDEO_SUFFIXES:
             raise UserError(f"cannot write video {self.path}: "
                             f"use one of {', '.join(VIDEO_SUFFIXES)}")
         if not self.path.parent.is_dir():
@@ -245,110 +250,125 @@ class VideoWriter:
         if rate <= 0:
             raise UserError(f"bad frame rate {fps!r}: give e.g. 25, 29.97 or 30000/1001")
         self.fps = rate
+        self.time_base = Fraction(time_base) if time_base else 1 / rate
+        self.pix_fmt = "yuv420p" if self.width % 2 == 0 and self.height % 2 == 0 else "yuv444p"
         self.frames_written = 0
+        self._format = _FORMATS[suffix]
+        self._audio_from = _require_file(audio_from) if audio_from is not None else None
+        self._clip_audio = clip_audio
+        self._metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
+        self._options = {"crf": str(int(crf)), "preset": preset}
+        self._xmp = xmp
         self._tmp = temp_name(self.path)
-        self._cmd = self._command(audio_from, metadata or {}, crf, preset, audio_start,
-                                  audio_duration)
-        self._proc: subprocess.Popen | None = None
-        self._log = None
-
-    def _command(self, audio_from, metadata: dict, crf: int, preset: str, audio_start: float,
-                 audio_duration: float | None) -> list[str]:
-        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{self.width}x{self.height}",
-               "-framerate", f"{self.fps.numerator}/{self.fps.denominator}", "-i", "pipe:0"]
-        audio_codec = None
-        if audio_from is not None:
-            src = _require_file(audio_from)
-            m = re.search(r"Stream #\d+:\d+.*?: Audio: (\w+)", _inspect(src))
-            if m:
-                audio_codec = m.group(1)
-                if audio_start > 0:
-                    cmd += ["-ss", f"{audio_start:.6f}"]
-                if audio_duration is not None:
-                    cmd += ["-t", f"{audio_duration:.6f}"]
-                cmd += ["-i", str(src)]
-        cmd += ["-map", "0:v:0"]
-        if self.width % 2 or self.height % 2:
-            cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
-        cmd += ["-sws_flags", _SWS_ENCODE, "-c:v", "libx264", "-preset", preset,
-                "-crf", str(int(crf)), "-pix_fmt", "yuv420p"]
-        if audio_codec is not None:
-            suffix = self.path.suffix.lower()
-            copy = suffix == ".mkv" or audio_codec in _MP4_AUDIO or (
-                suffix == ".mov" and audio_codec.startswith("pcm_"))
-            cmd += ["-map", "1:a:0", "-c:a"] + (["copy"] if copy else ["aac", "-b:a", "192k"])
-        for key, value in metadata.items():
-            cmd += ["-metadata", f"{key}={value}"]
-        if self.path.suffix.lower() != ".mkv":
-            # use_metadata_tags keeps keys MP4 has no atom for (provenance labels).
-            cmd += ["-movflags", "+faststart+use_metadata_tags"]
-        return cmd + [str(self._tmp)]
+        self._out = None
+        self._stream = None
+        self._audio: AudioCopy | None = None
+        self._to_yuv: Converter | None = None
+        self._first_pts: int | None = None
+        self._last_pts = -1
+        self._last_step: int | None = None  # the last frame lasts as long as the one before
 
     def open(self) -> "VideoWriter":
-        self._log = tempfile.TemporaryFile()
-        # Own session: a Ctrl-C in the terminal reaches Python only, which then aborts cleanly.
-        self._proc = subprocess.Popen(self._cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                      stderr=self._log, start_new_session=True)
+        options = {} if self._format == "matroska" else {
+            # use_metadata_tags keeps keys MP4 has no atom for (provenance labels).
+            "movflags": "+faststart+use_metadata_tags"}
+        try:
+            self._out = av.open(str(self._tmp), "w", format=self._format, options=options)
+            stream = self._out.add_stream("libx264", rate=self.fps)
+            stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
+            stream.codec_context.time_base = self.time_base
+            stream.time_base = self.time_base
+            stream.options = self._options
+            self._stream = stream
+            if self._audio_from is not None:
+                self._audio = AudioCopy.open(self._audio_from, self._out, self._format)
+            self._out.metadata.update(self._metadata)
+        except (av.FFmpegError, OSError) as exc:
+            self.abort()
+            raise UserError(f"cannot write video {self.path}: {reason(exc)}") from None
+        self._to_yuv = Converter(self.pix_fmt, SWS_ENCODE)
         return self
 
     def __enter__(self) -> "VideoWriter":
         return self.open()
 
-    def write(self, frame: np.ndarray) -> None:
-        if self._proc is None:
+    def write(self, frame: np.ndarray, pts: int | None = None) -> None:
+        """Encode one BGR frame, at ``pts`` (time_base units) or one frame after the last."""
+        if self._out is None:
             raise RuntimeError("VideoWriter is not open")
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame {frame.shape} {frame.dtype} is not "
                              f"{self.height}x{self.width}x3 uint8")
+        step = max(1, round(1 / (self.fps * self.time_base)))
+        if self._first_pts is None:
+            self._first_pts = 0 if pts is None else pts
+        at = (self._last_pts + step if pts is None else pts - self._first_pts)
+        if at <= self._last_pts:  # a repeated or backwards time: keep the order, nudge it on
+            at = self._last_pts + 1
+        picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+        picture.pts, picture.time_base = at, self.time_base
         try:
-            self._proc.stdin.write(np.ascontiguousarray(frame).data)
-        except (BrokenPipeError, OSError):
-            self._proc.wait()
-            message = self._error()
+            for packet in self._stream.encode(self._to_yuv(picture)):
+                self._out.mux(packet)
+            if self._audio is not None:
+                self._audio.mux_until(self._source_time(at), self._offset())
+        except (av.FFmpegError, OSError) as exc:
             self.abort()
-            raise UserError(f"cannot write video {self.path}: {message}") from None
+            raise UserError(f"cannot write video {self.path}: {reason(exc)}") from None
+        if self.frames_written:
+            self._last_step = at - self._last_pts
+        self._last_pts = at
         self.frames_written += 1
 
-    def _error(self) -> str:
-        if self._log is None:
-            return "ffmpeg failed"
-        self._log.seek(0)
-        return _last_line(self._log.read().decode("utf-8", "replace"))
+    def _source_time(self, pts: int) -> float:
+        """Seconds on the source's clock of output time ``pts``."""
+        return float((pts + (self._first_pts or 0)) * self.time_base)
+
+    def _offset(self) -> float:
+        """Source time of the first frame: the output starts there, and the audio is
+        shifted by it too, so both keep the relation they had whatever part this is."""
+        return self._source_time(0)
 
     def close(self) -> None:
-        """Finish the file and move it to its real name; raises UserError if ffmpeg failed."""
-        if self._proc is None:
+        """Finish the file and move it to its real name; raises UserError if encoding failed."""
+        if self._out is None:
             return
-        try:
-            self._proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
-        rc = self._proc.wait()
-        if rc != 0 or self.frames_written == 0:
-            message = self._error() if rc != 0 else "no frames were written"
+        if self.frames_written == 0:
             self.abort()
-            raise UserError(f"cannot write video {self.path}: {message}")
-        os.replace(self._tmp, self.path)
-        self._proc = None
-        self._log.close()
+            raise UserError(f"cannot write video {self.path}: no frames were written")
+        try:
+            for packet in self._stream.encode(None):
+                self._out.mux(packet)
+            if self._audio is not None:
+                step = self._last_step or round(1 / (self.fps * self.time_base))
+                end = self._source_time(self._last_pts + step)
+                self._audio.mux_until(end if self._clip_audio else float("inf"),
+                                      self._offset(), last=True)
+                self._audio.close()
+                self._audio = None
+            self._out.close()
+            self._out = None
+            if self._xmp is not None and self._format != "matroska":
+                from intracoder.media.xmp_box import append_mp4_xmp
+
+                append_mp4_xmp(self._tmp, self._xmp)
+            durable_replace(self._tmp, self.path)
+        except (av.FFmpegError, OSError) as exc:
+            self.abort()
+            raise UserError(f"cannot write video {self.path}: {reason(exc)}") from None
 
     def abort(self) -> None:
-        """Stop ffmpeg and delete the partial file; nothing appears under ``path``."""
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._proc.wait()
-            if self._proc.stdin and not self._proc.stdin.closed:
-                try:
-                    self._proc.stdin.close()
-                except (BrokenPipeError, OSError):
-                    pass
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        if not self._tmp.is_dir():  # a folder there is not ours (it is why ffmpeg failed)
+        """Stop encoding and delete the partial file; nothing appears under ``path``."""
+        if self._audio is not None:
+            self._audio.close()
+            self._audio = None
+        if self._out is not None:
+            try:
+                self._out.close()
+            except (av.FFmpegError, OSError):
+                pass
+            self._out = None
+        if not self._tmp.is_dir():  # a folder there is not ours (it is why opening failed)
             self._tmp.unlink(missing_ok=True)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
