@@ -1,10 +1,15 @@
 """Provenance: the watermark survives the attacks it promises to, never fires on real
-footage, costs under 40 dB of PSNR, and `intracoder verify` keeps its exit codes."""
+footage, costs under 40 dB of PSNR, outputs carry the IPTC digital source type where exiftool
+reads it, and `intracoder verify` keeps its exit codes."""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import struct
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -13,7 +18,13 @@ import pytest
 
 from intracoder import samples
 from intracoder.cli import main
+from intracoder.convert.media import Sink, Source
+from intracoder.errors import UserError
+from intracoder.media.image import XMP_TEXT_KEY, write_image
+from intracoder.media.video import VideoWriter
+from intracoder.media.xmp_box import XMP_UUID, append_mp4_xmp, read_mp4_xmp
 from intracoder.provenance import describe_payload, mark_frame, metadata, payload_for, watermark
+from intracoder.provenance import xmp
 from intracoder.provenance.label import burn_label, label_box
 
 FACEDATA = Path(__file__).resolve().parents[1].parent / "shared" / "facedata"
@@ -98,7 +109,7 @@ def marked_mp4(tmp_path_factory) -> Path:
 
 def test_verify_marked_png_exits_0(tmp_path, marked_portraits, capsys):
     path = tmp_path / "out.png"
-    metadata.write_image(path, marked_portraits["grace_hopper"], MODEL)
+    write_image(path, marked_portraits["grace_hopper"], metadata.image_text(MODEL))
     assert main(["verify", str(path)]) == 0
     out = capsys.readouterr().out
     assert "MARKED AS SYNTHETIC" in out and PAYLOAD[3:].hex() in out
@@ -121,7 +132,7 @@ def test_watermark_alone_is_enough(tmp_path, marked_portraits):
 
 def test_metadata_alone_is_enough(tmp_path, portraits):
     path = tmp_path / "tagged.jpg"
-    metadata.write_image(path, portraits["astronaut"], MODEL)
+    write_image(path, portraits["astronaut"], metadata.image_text(MODEL))
     assert main(["verify", str(path)]) == 0
 
 
@@ -273,7 +284,7 @@ def test_payload_layout():
 def test_metadata_round_trip(tmp_path, portraits, marked_mp4):
     for suffix in (".png", ".jpg"):
         path = tmp_path / f"x{suffix}"
-        metadata.write_image(path, portraits["astronaut"], MODEL)
+        write_image(path, portraits["astronaut"], metadata.image_text(MODEL))
         assert metadata.find_notice(metadata.read_image_metadata(path))
     tags = metadata.read_video_metadata(marked_mp4)
     assert metadata.find_notice(tags)[0] in metadata.video_metadata(MODEL)
@@ -292,3 +303,153 @@ def test_parse_ffmpeg_banner_handles_continuations_and_streams():
               "      ENCODER         : Lavc libx264\n")
     tags = metadata.parse_ffmpeg_banner(banner)
     assert tags == {"comment": "first line\nsecond line", "encoder": "Lavf"}
+
+
+# --- XMP: the IPTC digital source type ---------------------------------------------------
+
+TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+
+
+def _convert_still(tmp_path: Path, frame: np.ndarray, suffix: str) -> Path:
+    # Through convert's Sink, so the test covers the writer production uses.
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), frame)
+    out = tmp_path / f"out{suffix}"
+    with Sink(Source("image", src, 1, images=[src]), str(out), MODEL) as sink:
+        sink.write(src.name, frame)
+    return out
+
+
+def test_xmp_packet_round_trip_and_other_spellings():
+    packet = xmp.xmp_packet('model <&> "1"')
+    assert packet.startswith(b'<?xpacket begin="\xef\xbb\xbf"') and packet.endswith(b"?>")
+    fields = xmp.read_xmp_fields(packet)
+    assert fields["digital_source_type"] == TRAINED
+    assert fields["creator_tool"].startswith("intracoder ")
+    assert 'model model <&> "1"' in fields["description"]
+    assert xmp.is_intracoder_marker(fields)
+    rdf = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+           'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+           'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" {}</rdf:Description>'
+           '</rdf:RDF></x:xmpmeta>')
+    attribute = rdf.format(f'Iptc4xmpExt:DigitalSourceType="{TRAINED}">')
+    resource = rdf.format(f'><Iptc4xmpExt:DigitalSourceType rdf:resource="{TRAINED}"/>')
+    assert xmp.read_digital_source_type(attribute) == TRAINED
+    assert xmp.read_digital_source_type(resource + "\0\0  ") == TRAINED
+    assert not xmp.is_intracoder_marker(xmp.read_xmp_fields(attribute))  # another tool's
+    for bad in (b"", b"not xml", b"<a><b></a>", b'<!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>'):
+        assert xmp.read_xmp_fields(bad) == {}
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_converted_still_carries_iptc_source_type(tmp_path, portraits, suffix):
+    from PIL import Image
+
+    out = _convert_still(tmp_path, mark_frame(portraits["astronaut"], MODEL), suffix)
+    with Image.open(out) as image:
+        packet = image.info["xmp"]
+    assert xmp.read_digital_source_type(packet) == TRAINED
+    raw = out.read_bytes()
+    if suffix == ".png":
+        # iTXt, keyword, then compression flag 0, method 0, empty language and translated key.
+        assert b"iTXtXML:com.adobe.xmp\x00\x00\x00\x00\x00<?xpacket" in raw
+    else:
+        match = re.search(rb"\xff\xe1(..)http://ns.adobe.com/xap/1.0/\x00<\?xpacket", raw, re.S)
+        assert match and struct.unpack(">H", match.group(1))[0] == 2 + 29 + len(packet)
+    assert metadata.find_notice(metadata.read_image_metadata(out))  # the plain notice stays
+    if shutil.which("exiftool"):
+        shown = subprocess.run(["exiftool", "-s3", "-XMP-iptcExt:DigitalSourceType", str(out)],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        assert shown == TRAINED
+
+
+def _videowriter_mp4(path: Path, frames: list[np.ndarray]) -> Path:
+    h, w = frames[0].shape[:2]
+    writer = VideoWriter(path, w, h, Fraction(25), metadata=metadata.video_metadata(MODEL))
+    writer.open()
+    for frame in frames:
+        writer.write(frame)
+    writer.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def xmp_clip() -> list[np.ndarray]:
+    return [mark_frame(f, MODEL) for f in samples.render_clip("astronaut", 9, 256).frames]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
+def test_mp4_xmp_box_is_read_back_and_the_file_still_decodes(tmp_path, xmp_clip, suffix,
+                                                             capsys):
+    path = _videowriter_mp4(tmp_path / f"out{suffix}", xmp_clip)
+    before, size = read_video(path), path.stat().st_size
+    assert read_mp4_xmp(path) is None
+    packet = xmp.xmp_packet(MODEL)
+    append_mp4_xmp(path, packet)
+    assert path.read_bytes()[size:] == (struct.pack(">I", 8 + 16 + len(packet)) + b"uuid"
+                                        + XMP_UUID + packet)
+    assert read_mp4_xmp(path) == packet
+    after = read_video(path)
+    assert len(after) == len(xmp_clip) == len(before)
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    append_mp4_xmp(path, packet)  # a second call replaces the trailing box
+    assert path.stat().st_size == size + 8 + 16 + len(packet)
+    assert main(["verify", "--json", str(path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["xmp_found"] and report["digital_source_type"] == TRAINED
+    if shutil.which("exiftool"):
+        shown = subprocess.run(["exiftool", "-s3", "-XMP-iptcExt:DigitalSourceType", str(path)],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        assert shown == TRAINED
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+def test_read_mp4_xmp_survives_truncation_and_garbage(tmp_path):
+    packet = xmp.xmp_packet(MODEL)
+    whole = (_box(b"ftyp", b"isom\0\0\0\0") + _box(b"moov", b"\0" * 32)
+             + _box(b"mdat", b"\1" * 100) + _box(b"uuid", XMP_UUID + packet))
+    path = tmp_path / "x.mp4"
+    path.write_bytes(whole)
+    assert read_mp4_xmp(path) == packet
+    for cut in (whole[:-5], whole[:60], b"", b"\0\0\0", b"\x1aE\xdf\xa3 mkv not mp4 " * 4):
+        path.write_bytes(cut)
+        assert read_mp4_xmp(path) is None
+    path.write_bytes(whole[:-5])
+    with pytest.raises(UserError):
+        append_mp4_xmp(path, packet)
+    assert read_mp4_xmp(tmp_path / "missing.mp4") is None
+
+
+def test_append_mp4_xmp_handles_64bit_and_to_end_boxes(tmp_path):
+    packet = xmp.xmp_packet(MODEL)
+    head = _box(b"ftyp", b"isom\0\0\0\0") + _box(b"moov", b"\0" * 32)
+    large = struct.pack(">I4sQ", 1, b"free", 16 + 40) + b"\2" * 40
+    path = tmp_path / "x.mp4"
+    path.write_bytes(head + large + struct.pack(">I4s", 0, b"mdat") + b"\1" * 100)
+    append_mp4_xmp(path, packet)
+    data = path.read_bytes()
+    mdat = len(head) + len(large)
+    assert struct.unpack(">I", data[mdat:mdat + 4])[0] == 108  # size 0 closed in place
+    assert read_mp4_xmp(path) == packet
+
+
+def test_verify_reports_the_digital_source_type(tmp_path, portraits, capsys):
+    marked = _convert_still(tmp_path, mark_frame(portraits["grace_hopper"], MODEL), ".png")
+    assert main(["verify", str(marked)]) == 0
+    out = capsys.readouterr().out
+    assert f"xmp:       digital source type {TRAINED}\n" in out
+    only_xmp = tmp_path / "only_xmp.jpg"  # no watermark, no plain notice
+    write_image(only_xmp, portraits["astronaut"], {XMP_TEXT_KEY: xmp.xmp_packet(MODEL).decode()})
+    assert main(["verify", "--json", str(only_xmp)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["xmp_found"] and report["digital_source_type"] == TRAINED
+    assert not report["metadata_found"] and not report["watermark_found"]
+    other = tmp_path / "other.png"  # another generator's label is reported, not counted
+    packet = xmp.xmp_packet(MODEL).decode().replace("intracoder", "othergen")
+    write_image(other, portraits["astronaut"], {XMP_TEXT_KEY: packet})
+    assert main(["verify", "--json", str(other)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["digital_source_type"] == TRAINED and not report["xmp_found"]

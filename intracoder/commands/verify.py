@@ -1,7 +1,8 @@
 """`intracoder verify FILE`: is this image or video marked as made by intracoder?
 
 Exit codes are part of the interface, so scripts can gate uploads on them:
-0 marked as synthetic (watermark or metadata notice), 1 no mark found, 2 unreadable input.
+0 marked as synthetic (watermark, metadata notice or XMP source type), 1 no mark found,
+2 unreadable input.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import sys
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "verify", help="check an image or video for intracoder's synthetic-content marks",
-        description="Look for the invisible watermark and the metadata notice that intracoder "
+        description="Look for the invisible watermark, the metadata notice and the XMP "
+        "digital source type that intracoder "
         "puts on everything it writes. Exit code 0: marked as synthetic; 1: no mark found; "
         "2: the file cannot be read.")
     p.add_argument("file", help="an image (PNG, JPEG, ...) or a video (MP4, MKV, ...)")
@@ -31,6 +33,13 @@ def _text(result) -> str:
                      f"{result.metadata_text})")
     else:
         lines.append("  metadata:  no synthetic notice")
+    if result.xmp_found:
+        lines.append(f"  xmp:       digital source type {result.digital_source_type}")
+    elif result.digital_source_type:
+        lines.append(f"  xmp:       digital source type {result.digital_source_type} "
+                     "(not written by intracoder)")
+    else:
+        lines.append("  xmp:       no intracoder digital source type")
     if result.watermark_found:
         fields = result.payload_fields
         where = ""

@@ -20,6 +20,10 @@ from intracoder.errors import UserError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 WRITE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _EXIF_IMAGE_DESCRIPTION = 0x010E
+# A ``text`` entry under this key is an XMP packet. It is PNG's own key for XMP (the iTXt
+# chunk exiftool reads), so for PNG it is just another text chunk; JPEG keeps XMP in an APP1
+# segment instead, which Pillow writes from its ``xmp`` argument.
+XMP_TEXT_KEY = "XML:com.adobe.xmp"
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
@@ -42,7 +46,8 @@ def write_image(path: str | os.PathLike, bgr: np.ndarray, text: dict | None = No
     """Write a BGR uint8 image as PNG or JPEG, atomically, carrying ``text`` (key -> value;
     non-string values are stored as JSON). PNG: one iTXt chunk per key (UTF-8). JPEG, which
     has no key/value text: the whole dict as JSON in the comment (COM) segment, and again,
-    ASCII-escaped, in EXIF ImageDescription where photo tools show it."""
+    ASCII-escaped, in EXIF ImageDescription where photo tools show it. An XMP packet under
+    XMP_TEXT_KEY goes into PNG's iTXt of that key, or JPEG's XMP APP1 segment."""
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in WRITE_SUFFIXES:
@@ -61,6 +66,9 @@ def write_image(path: str | os.PathLike, bgr: np.ndarray, text: dict | None = No
             img.save(tmp, format="PNG", pnginfo=info, compress_level=compress_level)
         else:
             kwargs: dict = {"quality": quality}
+            xmp = items.pop(XMP_TEXT_KEY, None)
+            if xmp:
+                kwargs["xmp"] = xmp.encode("utf-8")
             if items:
                 exif = Image.Exif()
                 exif[_EXIF_IMAGE_DESCRIPTION] = json.dumps(items, ensure_ascii=True)
@@ -77,10 +85,15 @@ def read_image_text(path: str | os.PathLike) -> dict[str, str]:
         raw = img.info.get("comment")
         if raw is None:
             raw = img.getexif().get(_EXIF_IMAGE_DESCRIPTION)
-    if raw is None:
-        return {}
-    try:
-        data = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-    except ValueError:
-        return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        xmp = img.info.get("xmp")
+    found: dict[str, str] = {}
+    if raw is not None:
+        try:
+            data = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            found = {str(k): str(v) for k, v in data.items()}
+    if xmp:
+        found[XMP_TEXT_KEY] = xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else xmp
+    return found

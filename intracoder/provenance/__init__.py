@@ -1,11 +1,14 @@
 """Provenance: every output of intracoder says it is synthetic.
 
 Three labels, from most to least robust: an invisible watermark in every frame
-(``watermark``), a synthetic-content notice in the container metadata (``metadata``), and,
-on request, a visible corner label (``label``). ``intracoder verify`` reads them back.
+(``watermark``), a synthetic-content notice in the container metadata (``metadata``, with
+the IPTC digital source type in XMP from ``xmp``), and, on request, a visible corner label
+(``label``). ``intracoder verify`` reads them back.
 
-The convert pipeline calls ``mark_frame`` on every frame it writes and passes
-``metadata.ffmpeg_metadata_args`` / ``metadata.write_image`` when writing the file.
+The convert pipeline calls ``mark_frame`` on every frame it writes, passes
+``metadata.video_metadata`` to the video writer and ``metadata.image_text`` to
+``media.image.write_image``, and appends ``xmp.xmp_packet`` to MP4/MOV outputs with
+``media.xmp_box.append_mp4_xmp``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Check a file for intracoder's synthetic-content marks: metadata notice and watermark.
+"""Check a file for intracoder's synthetic-content marks: metadata notice, XMP (the IPTC
+digital source type) and watermark.
 
 A video is judged on up to N frames sampled evenly across it. Each sampled frame is
 decoded on its own (the share found is reported), and the soft bits of all of them are also
@@ -17,7 +18,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from intracoder.provenance import describe_payload, metadata, watermark
+from intracoder.media.xmp_box import read_mp4_xmp
+from intracoder.provenance import describe_payload, metadata, watermark, xmp
 
 DEFAULT_FRAMES = 32
 # Gaps longer than this are crossed with a seek rather than by decoding every frame.
@@ -37,6 +39,8 @@ class VerifyResult:
     metadata_found: bool
     metadata_key: str | None
     metadata_text: str | None
+    xmp_found: bool  # an XMP packet says trainedAlgorithmicMedia, made by intracoder
+    digital_source_type: str | None  # whatever IPTC source type the XMP states, if any
     watermark_found: bool
     payload: str | None  # hex
     payload_fields: dict[str, str] | None
@@ -53,7 +57,7 @@ class VerifyResult:
 
     @property
     def marked(self) -> bool:
-        return self.watermark_found or self.metadata_found
+        return self.watermark_found or self.metadata_found or self.xmp_found
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -135,6 +139,15 @@ def _metadata(path: Path, kind: str) -> dict[str, str]:
         return {}
 
 
+def _xmp(path: Path, kind: str) -> dict[str, str]:
+    try:
+        # Videos other than MP4/MOV have no XMP box; read_mp4_xmp says None for them.
+        packet = metadata.read_image_xmp(path) if kind == "image" else read_mp4_xmp(path)
+        return xmp.read_xmp_fields(packet)
+    except Exception:  # noqa: BLE001 - as for _metadata: never hide the other marks
+        return {}
+
+
 def verify_file(path: str | Path, frames: int = DEFAULT_FRAMES) -> VerifyResult:
     """Read ``path`` as an image or a video and look for both marks.
 
@@ -168,11 +181,14 @@ def verify_file(path: str | Path, frames: int = DEFAULT_FRAMES) -> VerifyResult:
 
     tags = _metadata(path, kind)
     hit = metadata.find_notice(tags)
+    xmp_fields = _xmp(path, kind)
     height, width = sampled[0].shape[:2]
     return VerifyResult(
         path=str(path), kind=kind, width=width, height=height,
         metadata_found=hit is not None,
         metadata_key=hit[0] if hit else None, metadata_text=hit[1] if hit else None,
+        xmp_found=xmp.is_intracoder_marker(xmp_fields),
+        digital_source_type=xmp_fields.get("digital_source_type"),
         watermark_found=payload is not None,
         payload=payload.hex() if payload else None,
         payload_fields=describe_payload(payload) if payload else None,
