@@ -186,7 +186,10 @@ def test_odd_sizes_are_kept(frames, tmp_path, quick_model, finder, loaded):
     assert (video.probe(out).width, video.probe(out).height) == (251, 253)
     from intracoder.provenance.verify import verify_file
 
-    assert verify_file(out).marked
+    result = verify_file(out)
+    assert result.marked and result.watermark_found and result.metadata_found
+    # The converted video carries the IPTC source type in its XMP box, as images do.
+    assert result.xmp_found and result.digital_source_type.endswith("trainedAlgorithmicMedia")
 
 
 def test_inputs_with_the_same_name_do_not_overwrite_each_other(clips, finder, tmp_path):

@@ -22,6 +22,7 @@ from intracoder.errors import UserError
 from intracoder.media.image import IMAGE_SUFFIXES, WRITE_SUFFIXES, read_image, write_image
 from intracoder.media.video import VIDEO_SUFFIXES, VideoInfo, VideoWriter, iter_video, probe
 from intracoder.provenance.metadata import image_text, video_metadata
+from intracoder.provenance.xmp import xmp_packet
 
 
 @dataclass
@@ -125,7 +126,8 @@ class Sink:
             clipped = source.start > 0 or source.count < info.frame_count
             self._writer = VideoWriter(self.path, info.width, info.height, info.fps_fraction,
                                        audio_from=audio, metadata=video_metadata(model_id),
-                                       crf=crf, time_base=info.time_base, clip_audio=clipped)
+                                       crf=crf, time_base=info.time_base, clip_audio=clipped,
+                                       xmp=xmp_packet(model_id))
             self._writer.open()
         elif self.kind == "folder":
             if self.path.is_dir():

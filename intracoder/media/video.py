@@ -356,6 +356,9 @@ class VideoWriter:
         except (av.FFmpegError, OSError) as exc:
             self.abort()
             raise UserError(f"cannot write video {self.path}: {reason(exc)}") from None
+        except BaseException:  # Ctrl-C while finishing, or the XMP box refused
+            self.abort()
+            raise
 
     def abort(self) -> None:
         """Stop encoding and delete the partial file; nothing appears under ``path``."""

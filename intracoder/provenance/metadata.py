@@ -18,7 +18,6 @@ XMP, so no IPTC-aware reader would find the source type there. MKV keeps the not
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 from intracoder import __version__
@@ -46,16 +45,9 @@ def notice(model_id: str) -> str:
 
 
 def video_metadata(model_id: str) -> dict[str, str]:
-    """Global tags for ffmpeg ``-metadata key=value``; all of them survive in MP4."""
+    """Global tags for the video container; all of them survive in MP4."""
     text = notice(model_id)
     return {"comment": text, "description": text}
-
-
-def ffmpeg_metadata_args(model_id: str) -> list[str]:
-    args: list[str] = []
-    for key, value in video_metadata(model_id).items():
-        args += ["-metadata", f"{key}={value}"]
-    return args
 
 
 def image_text(model_id: str) -> dict[str, str]:
@@ -105,46 +97,11 @@ def read_image_xmp(path: str | Path) -> bytes | None:
     return packet or None
 
 
-_META_LINE = re.compile(r"^(\s+)([^:]*?)\s*: ?(.*)$")
+def read_video_metadata(path: str | Path) -> dict[str, str]:
+    """Container metadata, keys lower-cased, as the media layer reads it."""
+    from intracoder.media.video import probe
 
-
-def parse_ffmpeg_banner(stderr: str) -> dict[str, str]:
-    """The Metadata: blocks from ``ffmpeg -i FILE`` output, keys lower-cased; container-level
-    keys win over stream-level ones. Continuation lines (``   : more``) join their key."""
-    found: dict[str, str] = {}
-    block_indent: int | None = None
-    last_key: str | None = None
-    for line in stderr.splitlines():
-        stripped = line.strip()
-        if stripped == "Metadata:":
-            block_indent = len(line) - len(line.lstrip())
-            last_key = None
-            continue
-        if block_indent is None:
-            continue
-        match = _META_LINE.match(line)
-        if not match or len(match.group(1)) <= block_indent:
-            block_indent = None
-            continue
-        key, value = match.group(2).strip().lower(), match.group(3)
-        if key == "" and last_key is not None:
-            found[last_key] += "\n" + value
-            continue
-        if key not in found:
-            found[key] = value
-            last_key = key
-        else:
-            last_key = None
-    return found
-
-
-def read_video_metadata(path: str | Path, timeout: float = 30.0) -> dict[str, str]:
-    """Container metadata via the bundled ffmpeg binary (no ffprobe ships with it)."""
-    import imageio_ffmpeg
-
-    result = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
-                            capture_output=True, text=True, errors="replace", timeout=timeout)
-    return parse_ffmpeg_banner(result.stderr)
+    return probe(path).metadata
 
 
 def find_notice(metadata: dict[str, str]) -> tuple[str, str] | None:

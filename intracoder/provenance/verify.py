@@ -9,21 +9,19 @@ average still is, because the mark is the same in every frame and the codec's da
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 
+from intracoder.errors import UserError
+from intracoder.media.video import DecodeError, iter_video, probe
 from intracoder.media.xmp_box import read_mp4_xmp
 from intracoder.provenance import describe_payload, metadata, watermark, xmp
 
 DEFAULT_FRAMES = 32
-# Gaps longer than this are crossed with a seek rather than by decoding every frame.
-_SEEK_GAP = 48
 
 
 class UnreadableInput(Exception):
@@ -66,18 +64,6 @@ class VerifyResult:
         return out
 
 
-@contextlib.contextmanager
-def _quiet_opencv() -> Iterator[None]:
-    # OpenCV warns on stderr when a file is not a video; verify reports that itself.
-    logging = cv2.utils.logging
-    previous = logging.getLogLevel()
-    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        logging.setLogLevel(previous)
-
-
 def _read_image(path: Path) -> np.ndarray | None:
     from PIL import Image, UnidentifiedImageError
 
@@ -99,35 +85,21 @@ def _sample_indices(total: int, wanted: int) -> list[int]:
 
 
 def _read_video(path: Path, wanted: int) -> tuple[list[np.ndarray], int | None]:
-    with _quiet_opencv():
-        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-        try:
-            if not cap.isOpened():
-                return [], None
-            total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            if total <= 0:
-                frames = []
-                while len(frames) < wanted:
-                    ok, frame = cap.read()
-                    if not ok:
-                        break
-                    frames.append(frame)
-                return frames, None
-            frames, position = [], 0
-            for index in _sample_indices(total, wanted):
-                if index - position > _SEEK_GAP:
-                    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-                    position = index
-                while position < index and cap.grab():
-                    position += 1
-                ok, frame = cap.read()
-                position += 1
-                if not ok:
-                    break
-                frames.append(frame)
-            return frames, total
-        finally:
-            cap.release()
+    """Up to ``wanted`` frames spread evenly over the video, and its frame count, through
+    the media layer every stage uses; ([], None) when it is not a video at all. A file
+    damaged part-way is judged on the frames before the damage."""
+    try:
+        total = probe(path).frame_count
+    except UserError:
+        return [], None
+    frames: list[np.ndarray] = []
+    keep = set(_sample_indices(total, wanted)).__contains__
+    try:
+        for frame in iter_video(path, keep=keep):
+            frames.append(frame.image)
+    except DecodeError:
+        pass
+    return frames, total
 
 
 def _metadata(path: Path, kind: str) -> dict[str, str]:
