@@ -128,7 +128,7 @@ def main() -> None:
     ap.add_argument("--detect-every", type=int, default=defaults["detect_every"])
     args = ap.parse_args()
 
-    from intracoder.training.checkpoint import load_model
+    from intracoder.training.inference import load_model
 
     finder = FaceFinder()
     with tempfile.TemporaryDirectory() as tmp_name:

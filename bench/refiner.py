@@ -25,9 +25,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 
-from intracoder.training import refiner_checkpoint  # noqa: E402
-from intracoder.training.refiner_config import RefinerTrainConfig  # noqa: E402
-from intracoder.training.refiner_loop import EVAL_REPORT, train_refiner  # noqa: E402
+from intracoder.refiner import checkpoint as refiner_checkpoint  # noqa: E402
+from intracoder.refiner.config import RefinerTrainConfig  # noqa: E402
+from intracoder.refiner.loop import EVAL_REPORT, train_refiner  # noqa: E402
 
 FACEDATA = Path(__file__).resolve().parents[2] / "shared" / "facedata"
 

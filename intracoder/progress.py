@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -12,3 +13,11 @@ def progress(total: int | None, unit: str, desc: str, **kwargs) -> tqdm:
     disable = os.environ.get("INTRACODER_NO_PROGRESS") == "1"
     return tqdm(total=total, unit=unit, desc=desc, dynamic_ncols=True, file=sys.stderr,
                 disable=disable, mininterval=0.5, **kwargs)
+
+
+def clock(seconds: float) -> str:
+    """H:MM:SS for a duration; "-" when it is not known."""
+    if not math.isfinite(seconds):
+        return "-"
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

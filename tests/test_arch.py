@@ -133,7 +133,7 @@ def test_flops_match_built_layers(arch):
 
 def test_convert_refuses_a_direction_the_layout_cannot_swap(tmp_path):
     from intracoder.convert.pipeline import check_model
-    from intracoder.training import checkpoint
+    from intracoder.training import checkpoint, inference
     from intracoder.training.config import TrainConfig
 
     cfg = TrainConfig(preset="quick", arch="liae-ud", **TINY).resolved()
@@ -149,7 +149,7 @@ def test_convert_refuses_a_direction_the_layout_cannot_swap(tmp_path):
     check_model(str(tmp_path), "b", "a2b")
     with pytest.raises(UserError, match="converts only a2b, not b2a"):
         check_model(str(tmp_path), "a", "b2a")
-    loaded, _ = checkpoint.load_model(tmp_path)
+    loaded, _ = inference.load_model(tmp_path)
     for got, want in zip(loaded.decode(_faces("astronaut", 2, 4), "b"),
                          model.decode(_faces("astronaut", 2, 4), "b")):
         np.testing.assert_array_equal(got, want)

@@ -39,7 +39,7 @@ def sky() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def loaded(quick_model):
-    from intracoder.training.checkpoint import load_model
+    from intracoder.training.inference import load_model
 
     return load_model(quick_model)
 
@@ -259,8 +259,8 @@ def test_bad_input(capsys, tmp_path, source, quick_model):
 
 
 def test_refiner_as_a_colour_mode(capsys, quick_model, loaded, finder, facesets, tmp_path):
-    from intracoder.training.refiner_config import RefinerTrainConfig
-    from intracoder.training.refiner_loop import train_refiner
+    from intracoder.refiner.config import RefinerTrainConfig
+    from intracoder.refiner.loop import train_refiner
 
     model, face, out = tmp_path / "model", tmp_path / "face.png", tmp_path / "out.png"
     shutil.copytree(quick_model, model)  # same weights and state: ``loaded`` still fits

@@ -12,7 +12,7 @@ import pytest
 from intracoder.data.dataset import PairDataset, load_faceset
 from intracoder.models.autoencoder import build_model
 from intracoder.models.discriminator import build_discriminator, patch_strides, receptive_field
-from intracoder.training import checkpoint, optimizers
+from intracoder.training import checkpoint, inference, optimizers
 from intracoder.training.config import TrainConfig
 from intracoder.training.guard import LR_DROP, NanGuard
 from intracoder.training.loop import train
@@ -116,7 +116,7 @@ def test_gan_switches_on_at_resume_and_round_trips(facesets, tmp_path):
     train(TrainConfig(model=str(model_dir), **{**TINY, **given}), given)
     state = checkpoint.read_state(model_dir)
     assert state["phases"][-1] == {"iteration": 8, "why": "resume", "gan_power": 0.0}
-    kept, _ = checkpoint.load_model(model_dir)
+    kept, _ = inference.load_model(model_dir)
     loaded = build_model(cfg.model_config(), cfg.loss_config(), gan_dims=8)
     checkpoint.load_weights(loaded, ckpt)
     for a, b in zip(saved, _numpy(loaded.discriminator.weights)):

@@ -9,7 +9,7 @@ import pytest
 from intracoder.errors import UserError
 from intracoder.faces.extract import ExtractConfig, extract
 from intracoder.faces.faceset import list_faces, read_face
-from intracoder.metrics.identity import distance, embed
+from intracoder.identity.embedding import distance, embed
 from intracoder.samples import compose_pair, portrait
 
 

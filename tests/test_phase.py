@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from intracoder.errors import UserError
-from intracoder.training import checkpoint, optimizers
+from intracoder.training import checkpoint, inference, optimizers
 from intracoder.training.config import TrainConfig
 from intracoder.training.loop import train
 from intracoder.training.phase import SHARPEN_LR_DROPOUT
@@ -61,7 +61,7 @@ def test_sharpening_turns_the_warp_off_and_lr_dropout_on_at_the_budget_share(sha
 
 def test_the_switch_keeps_the_optimiser_state(sharpened, facesets, tmp_path):
     model_dir, _ = sharpened
-    model, state = checkpoint.load_model(model_dir)
+    model, state = inference.load_model(model_dir)
     # Resumed in the phase: the optimiser is built with dropout and the saved state fits it.
     model.compile(optimizer=optimizers.make_optimizer("adam", 5e-4, lr_dropout=0.3))
     model.optimizer.build(model.trainable_variables)

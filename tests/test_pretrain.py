@@ -12,7 +12,7 @@ import pytest
 from intracoder.cli import main
 from intracoder.errors import UserError
 from intracoder.models.autoencoder import ModelConfig, build_model
-from intracoder.training import checkpoint
+from intracoder.training import checkpoint, inference
 from intracoder.training.config import TrainConfig
 from intracoder.training.loop import train
 from tests.test_training import TINY
@@ -60,7 +60,7 @@ def test_pretrain_uses_the_pool_with_dfl_recipe_and_records_it(pretrained, faces
 def test_a_pretrained_model_cannot_convert_or_be_paired_in_place(pretrained, facesets, clips,
                                                                   tmp_path, capsys):
     with pytest.raises(UserError, match="pretrained model.*--from"):
-        checkpoint.load_model(pretrained)
+        inference.load_model(pretrained)
     code = main(["convert", str(clips["grace_hopper"]), str(tmp_path / "out.mp4"),
                  "--model", str(pretrained)])
     err = capsys.readouterr().err.strip().splitlines()
@@ -86,7 +86,7 @@ def test_from_copies_encoder_and_decoders_and_reinitialises_inter(pretrained, fa
             np.testing.assert_array_equal(a, b)
     assert all(not np.array_equal(a, b) for a, b in zip(theirs["inter"], ours["inter"])
                if a.ndim == 2)
-    checkpoint.load_model(tmp_path / "m")  # a pair model: convert takes it
+    inference.load_model(tmp_path / "m")  # a pair model: convert takes it
 
     _pair(facesets, tmp_path / "all", iterations=0, from_model=str(pretrained),
           from_reset="none")

@@ -76,7 +76,7 @@ def test_the_writer_keeps_vfr_timing_and_audio(vfr, tmp_path):
 
 @pytest.fixture(scope="module")
 def loaded(quick_model):
-    from intracoder.training.checkpoint import load_model
+    from intracoder.training.inference import load_model
 
     return load_model(quick_model)
 

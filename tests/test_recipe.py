@@ -9,7 +9,7 @@ import pytest
 
 from intracoder.errors import UserError
 from intracoder.models.autoencoder import build_model, preset
-from intracoder.training import checkpoint, device, schedule
+from intracoder.training import checkpoint, device, inference, schedule
 from intracoder.training.config import TrainConfig
 from intracoder.training.loop import train
 from intracoder.training.optimizers import OPTIMIZERS, make_optimizer
@@ -53,7 +53,7 @@ def test_training_ends_at_the_floor_and_resume_keeps_the_schedule(facesets, tmp_
     train(TrainConfig(iterations=12, warmup=4, lr_floor=0.2, save_every=6, **cfg), {})
     state = checkpoint.read_state(model_dir)
     assert state["schedule"]["end"] == 12 and state["config"]["optimizer"] == "adam"
-    model, _ = checkpoint.load_model(model_dir)
+    model, _ = inference.load_model(model_dir)
     ckpt = checkpoint.find_checkpoint(model_dir)
     import h5py
 

@@ -27,7 +27,7 @@ BACKEND_SCRIPT = textwrap.dedent("""
     import keras
     import numpy as np
 
-    from intracoder.models.refiner import RefinerConfig, build_refiner
+    from intracoder.refiner.model import RefinerConfig, build_refiner
 
     assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
     config = RefinerConfig(resolution=16, filters=8, blocks=1, up_filters=8, reference_grid=4)
@@ -53,7 +53,7 @@ BACKEND_SCRIPT = textwrap.dedent("""
     loss = four.train_on_batch(x=(face, ref, mask), y=(big, big_mask), return_dict=True)
     assert np.isfinite(loss["loss"]), loss
     assert four.refine(face, ref, mask).shape == (2, 64, 64, 3)
-    from intracoder.training.refiner_checkpoint import optimizer_for
+    from intracoder.refiner.checkpoint import optimizer_for
     gan = build_refiner(RefinerConfig(resolution=16, filters=8, blocks=1, up_filters=8,
                                       reference_grid=4, gan_power=0.1, gan_dims=4))
     gan.compile(optimizer=optimizer_for(gan, 1e-3))
@@ -88,7 +88,7 @@ def test_builds_trains_and_upscales_2x_and_4x_on_every_backend(backend, tmp_path
 
 
 def _config(model_dir: Path, faces: Path, **kw):
-    from intracoder.training.refiner_config import RefinerTrainConfig
+    from intracoder.refiner.config import RefinerTrainConfig
 
     return RefinerTrainConfig(model=str(model_dir), faces=str(faces), batch_size=4, lr=1e-3,
                               autosave_minutes=0, log_every=5, **TINY, **kw)
@@ -97,7 +97,7 @@ def _config(model_dir: Path, faces: Path, **kw):
 @pytest.fixture(scope="module")
 def trained(facesets, tmp_path_factory) -> Path:
     """A tiny refiner (32 -> 64 px) trained for a few seconds on the astronaut faces."""
-    from intracoder.training.refiner_loop import train_refiner
+    from intracoder.refiner.loop import train_refiner
 
     model_dir = tmp_path_factory.mktemp("refiner") / "model"
     train_refiner(_config(model_dir, facesets[1], iterations=60), {})
@@ -118,7 +118,7 @@ def test_short_training_lowers_the_loss_and_saves_the_layout(trained):
 def test_colour_reference_steers_the_output(trained, facesets):
     import cv2
 
-    from intracoder.convert.refine import load_refiner, refine_faces
+    from intracoder.refiner.apply import load_refiner, refine_faces
     from intracoder.faces.faceset import list_faces, read_face
 
     refiner = load_refiner(trained)
@@ -142,8 +142,8 @@ def test_colour_reference_steers_the_output(trained, facesets):
 def test_resume_continues_exactly(facesets, tmp_path):
     import keras
 
-    from intracoder.training import refiner_checkpoint as rc
-    from intracoder.training.refiner_loop import train_refiner
+    from intracoder.refiner import checkpoint as rc
+    from intracoder.refiner.loop import train_refiner
 
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     train_refiner(_config(whole, facesets[1], iterations=6), {})
@@ -161,9 +161,9 @@ def test_resume_continues_exactly(facesets, tmp_path):
 
 
 def test_missing_refiner_is_a_clear_error(tmp_path):
-    from intracoder.convert.refine import load_refiner, require_refiner
-    from intracoder.training.refiner_config import RefinerTrainConfig
-    from intracoder.training.refiner_loop import train_refiner
+    from intracoder.refiner.apply import load_refiner, require_refiner
+    from intracoder.refiner.config import RefinerTrainConfig
+    from intracoder.refiner.loop import train_refiner
 
     assert load_refiner(tmp_path) is None
     with pytest.raises(UserError, match="train-refiner"):
@@ -175,8 +175,8 @@ def test_missing_refiner_is_a_clear_error(tmp_path):
 
 
 def test_eval_reports_all_three_methods(trained, capsys):
-    from intracoder.training.refiner_config import RefinerTrainConfig
-    from intracoder.training.refiner_loop import train_refiner
+    from intracoder.refiner.config import RefinerTrainConfig
+    from intracoder.refiner.loop import train_refiner
 
     train_refiner(RefinerTrainConfig(model=str(trained), eval=True), {})
     report = json.loads((trained / "refiner" / "eval.json").read_text())
@@ -208,7 +208,7 @@ def test_decoder_inputs_follow_their_target(facesets, scale):
     import cv2
 
     from intracoder.data.dataset import load_faceset
-    from intracoder.data.degrade import make_sample
+    from intracoder.refiner.degrade import make_sample
 
     faces = load_faceset(facesets[1], 32 * scale)
     aligned, unmoved = [], []
@@ -231,8 +231,8 @@ def test_decoder_inputs_follow_their_target(facesets, scale):
 def test_a_refiner_of_a_trained_model_learns_from_its_decoder(quick_model, tmp_path):
     import shutil
 
-    from intracoder.training.refiner_config import RefinerTrainConfig
-    from intracoder.training.refiner_loop import train_refiner
+    from intracoder.refiner.config import RefinerTrainConfig
+    from intracoder.refiner.loop import train_refiner
 
     model_dir = tmp_path / "model"
     shutil.copytree(quick_model, model_dir)
@@ -247,8 +247,8 @@ def test_a_refiner_of_a_trained_model_learns_from_its_decoder(quick_model, tmp_p
 def test_a_refiner_upscales_4x_when_the_crops_are_large_enough(facesets, tmp_path):
     """The 128-px crops hold 4R targets for R = 32: the default scale is 4, the base
     bicubic, and convert gets 128-px faces back."""
-    from intracoder.convert.refine import load_refiner, refine_faces
-    from intracoder.training.refiner_loop import train_refiner
+    from intracoder.refiner.apply import load_refiner, refine_faces
+    from intracoder.refiner.loop import train_refiner
 
     model_dir = tmp_path / "model"
     train_refiner(dataclasses.replace(_config(model_dir, facesets[1], iterations=2), scale=None),
@@ -265,11 +265,11 @@ def test_a_refiner_upscales_4x_when_the_crops_are_large_enough(facesets, tmp_pat
 def test_an_adversarial_refiner_saves_and_resumes_its_discriminator(facesets, tmp_path):
     import keras
 
-    from intracoder.convert.refine import load_refiner
-    from intracoder.models.refiner import RefinerConfig, build_refiner
+    from intracoder.refiner.apply import load_refiner
+    from intracoder.refiner.model import RefinerConfig, build_refiner
     from intracoder.training import optimizers
-    from intracoder.training import refiner_checkpoint as rc
-    from intracoder.training.refiner_loop import train_refiner
+    from intracoder.refiner import checkpoint as rc
+    from intracoder.refiner.loop import train_refiner
 
     model_dir = tmp_path / "model"
     cfg = _config(model_dir, facesets[1], iterations=3, gan_power=0.1, gan_dims=4)
@@ -293,7 +293,7 @@ def test_an_adversarial_refiner_saves_and_resumes_its_discriminator(facesets, tm
 
 
 def test_a_refiner_saved_before_scale_existed_loads_as_2x():
-    from intracoder.models.refiner import RefinerConfig
+    from intracoder.refiner.model import RefinerConfig
 
     stored = {k: v for k, v in RefinerConfig(scale=4).to_dict().items() if k != "scale"}
     assert RefinerConfig(**stored).scale == 2

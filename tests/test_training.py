@@ -25,7 +25,7 @@ from intracoder.config import given_options
 from intracoder.data.dataset import PairDataset
 from intracoder.errors import UserError
 from intracoder.models.config import LossConfig, ModelConfig
-from intracoder.training import checkpoint
+from intracoder.training import checkpoint, inference
 from intracoder.training.config import TrainConfig
 from intracoder.training.guard import LR_DROP, MAX_ROLLBACKS
 from intracoder.training.loop import train
@@ -43,7 +43,7 @@ def _config(facesets, model_dir, **kw) -> TrainConfig:
 
 
 def _weights(model_dir: Path) -> list[np.ndarray]:
-    model, _ = checkpoint.load_model(model_dir)
+    model, _ = inference.load_model(model_dir)
     return [keras.ops.convert_to_numpy(v) for v in model.weights]
 
 
@@ -96,7 +96,7 @@ def test_save_load_gives_identical_weights_and_optimiser(tmp_path):
     state = checkpoint.new_state(cfg.to_dict(), cfg.model_config(), cfg.loss_config(), {}, "full")
     checkpoint.save(tmp_path, model, {**state, "iteration": 7})
 
-    loaded, loaded_state = checkpoint.load_model(tmp_path)
+    loaded, loaded_state = inference.load_model(tmp_path)
     assert loaded_state["iteration"] == 7
     for a, b in zip(model.weights, loaded.weights):
         assert np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
@@ -167,7 +167,7 @@ def test_ctrl_c_saves_a_loadable_checkpoint(facesets, tmp_path):
         proc.kill()
     assert proc.returncode == 0, err[-2000:]
     assert "(Ctrl-C)" in out
-    model, state = checkpoint.load_model(model_dir)
+    model, state = inference.load_model(model_dir)
     assert state["iteration"] >= 1 and not (model_dir / checkpoint.STAGING).exists()
 
 
@@ -182,7 +182,7 @@ def test_a_save_cut_off_at_any_point_leaves_a_loadable_model(straight, tmp_path)
     between = tmp_path / "between"
     shutil.copytree(straight / "checkpoint", between / checkpoint.STAGING)
     shutil.copytree(straight / "backups", between / "backups")
-    _, state = checkpoint.load_model(between)
+    _, state = inference.load_model(between)
     assert state["iteration"] == 30
     checkpoint.read_state(between, repair=True)
     assert (between / "checkpoint" / "state.json").exists()
@@ -218,7 +218,7 @@ def test_mismatched_model_folder_is_one_clear_error(straight, facesets, tmp_path
     state["model_config"]["d_dims"] = 16
     state_file.write_text(json.dumps(state))
     with pytest.raises(UserError, match="does not fit the model"):
-        checkpoint.load_model(broken)
+        inference.load_model(broken)
 
 
 def test_held_out_faces_stay_out_of_training(facesets):
@@ -265,7 +265,7 @@ def test_optimiser_state_is_restored_by_path_not_by_order(arch, tmp_path):
         for n, (array, path) in zip(names, reversed(data)):
             f.create_dataset(n, data=array).attrs["path"] = path
 
-    loaded, _ = checkpoint.load_model(tmp_path)
+    loaded, _ = inference.load_model(tmp_path)
     loaded.compile(optimizer=keras.optimizers.Adam(1e-4))
     loaded.optimizer.build(loaded.trainable_variables)
     checkpoint.restore(tmp_path, loaded)
@@ -339,7 +339,7 @@ def test_a_torn_checkpoint_falls_back_to_the_newest_good_backup(straight, tmp_pa
     state = checkpoint.read_state(model_dir)
     assert checkpoint.find_checkpoint(model_dir) == backups[-1]
     assert state["iteration"] == json.loads((backups[-1] / "state.json").read_text())["iteration"]
-    checkpoint.load_model(model_dir)  # convert's loading works from the backup
+    inference.load_model(model_dir)  # convert's loading works from the backup
     err = capsys.readouterr().err
     assert err.count("is torn") == 1 and "backups" in err
 

@@ -8,7 +8,7 @@ from intracoder.config import add_arguments, from_args, given_options
 
 
 def add_parser(sub) -> None:
-    from intracoder.training.refiner_config import RefinerTrainConfig
+    from intracoder.refiner.config import RefinerTrainConfig
 
     p = sub.add_parser(
         "train-refiner", help="train the refiner (learned colour transfer + upscale) of a model",
@@ -24,8 +24,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from intracoder.training.refiner_config import RefinerTrainConfig
-    from intracoder.training.refiner_loop import train_refiner
+    from intracoder.refiner.config import RefinerTrainConfig
+    from intracoder.refiner.loop import train_refiner
 
     return train_refiner(from_args(RefinerTrainConfig, args),
                          given_options(RefinerTrainConfig, args))

@@ -242,12 +242,12 @@ def check_model(model_dir: str | None, decoder: str, direction: str) -> dict:
     """state.json of a complete model that has ``decoder``; UserError otherwise. Reads no
     weights, so a bad model folder fails before the model is built."""
     folder = _model_folder(model_dir)
-    from intracoder.training import checkpoint
+    from intracoder.training import checkpoint, inference
 
     state = checkpoint.read_state(folder)
     if state is None:
         raise UserError(f"{folder}: not a trained model folder (no checkpoint in it)")
-    checkpoint.require_pair_model(state, folder)
+    inference.require_pair_model(state, folder)
     from intracoder.models.config import PARTS, ModelConfig
 
     model_config = ModelConfig(**state["model_config"])
@@ -297,7 +297,7 @@ def convert(cfg: ConvertConfig, finder: FaceFinder | None = None,
     check_model(cfg.model, decoder, cfg.direction)
     refine = None
     if cfg.color == REFINER:  # Keras comes in with it, so only when asked for
-        from intracoder.convert.refine import refine_faces, require_refiner
+        from intracoder.refiner.apply import refine_faces, require_refiner
 
         refine = functools.partial(refine_faces, require_refiner(cfg.model, decoder))
     preview_dir = Path(cfg.preview) if cfg.preview else None
@@ -305,7 +305,7 @@ def convert(cfg: ConvertConfig, finder: FaceFinder | None = None,
         preview_dir.mkdir(parents=True, exist_ok=True)
 
     from intracoder.faces.extract import FaceFinder
-    from intracoder.training.checkpoint import load_model
+    from intracoder.training.inference import load_model
 
     model, state = loaded or load_model(cfg.model)
     mid = model_id(state)

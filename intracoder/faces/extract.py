@@ -147,7 +147,7 @@ def extract(config: ExtractConfig, finder: FaceFinder | None = None) -> ExtractS
         debug_dir.mkdir(parents=True, exist_ok=True)
     identity = None
     if config.reference:
-        from intracoder.metrics.identity import IdentityFilter
+        from intracoder.identity.embedding import IdentityFilter
 
         identity = IdentityFilter.from_images(config.reference, config.threshold)
     start = time.perf_counter()

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from intracoder.metrics import dlib_models
+from intracoder.identity import dlib_models
 
 
 @dataclass

@@ -83,7 +83,7 @@ def _convert_first(cfg: EvaluateConfig, workdir: Path) -> str:
 def evaluate(cfg: EvaluateConfig, finder=None) -> dict:
     if not cfg.model or not cfg.source:
         raise UserError("evaluate needs --model DIR and --source INPUT")
-    from intracoder.training.checkpoint import load_model
+    from intracoder.training.inference import load_model
 
     model, state = load_model(cfg.model)
     target, origin = ("b", "a") if cfg.direction == "a2b" else ("a", "b")

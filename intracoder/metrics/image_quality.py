@@ -166,8 +166,8 @@ def five_point_error(source5: np.ndarray, swapped5: np.ndarray) -> float:
 def dlib5_error(source_bgr: np.ndarray, swapped_bgr: np.ndarray, source_box, swapped_box) -> float:
     """``five_point_error`` of dlib's 5-point predictor run on each frame, each with the
     rect of its own 468-point box (x, y, w, h)."""
-    from intracoder.metrics import dlib_models
-    from intracoder.metrics.identity import _rect
+    from intracoder.identity import dlib_models
+    from intracoder.identity.embedding import _rect
 
     pts = [dlib_models.five_points(np.ascontiguousarray(img[..., ::-1]), _rect(box))
            for img, box in ((source_bgr, source_box), (swapped_bgr, swapped_box))]

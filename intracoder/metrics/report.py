@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from intracoder.atomic import atomic_path, write_bytes  # noqa: E402
-from intracoder.metrics.identity import SAME_PERSON  # noqa: E402
+from intracoder.identity.embedding import SAME_PERSON  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:

@@ -18,7 +18,7 @@ from intracoder.errors import UserError
 from intracoder.faces.faceset import list_faces, read_face
 from intracoder.faces.masks import LEFT_EYE, RIGHT_EYE, head_pose
 from intracoder.metrics import image_quality
-from intracoder.metrics.identity import SAME_PERSON, distance, embed
+from intracoder.identity.embedding import SAME_PERSON, distance, embed
 
 
 def mesh_box(points_xy: np.ndarray) -> tuple[float, float, float, float]:
@@ -171,7 +171,7 @@ def reconstruction(model, folder: str | Path, names: list[str], decoder: str) ->
 
 def dlib_face_box(image_bgr: np.ndarray) -> tuple[int, int, int, int] | None:
     """(x, y, w, h) of the largest face dlib's HOG detector finds, or None."""
-    from intracoder.metrics import dlib_models
+    from intracoder.identity import dlib_models
 
     found = dlib_models.rects(np.ascontiguousarray(image_bgr[..., ::-1]))
     if not found:

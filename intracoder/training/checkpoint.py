@@ -1,5 +1,5 @@
-"""The model folder on disk, and the in-memory copy of good weights the NaN guard rolls
-back to.
+"""The model folder on disk: the checkpoint format, saving, finding and resuming.
+(Loading a model to use it is inference.py; the NaN guard's in-memory copies, snapshot.py.)
 
 MODEL/checkpoint/ holds everything needed to resume or convert: one Keras .weights.h5 per
 part of the model (DF: encoder, inter, decoder_a, decoder_b; LIAE: encoder, inter_ab,
@@ -22,7 +22,6 @@ import platform
 import shutil
 import sys
 import warnings
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -262,27 +261,6 @@ def load_optimizer(model: SwapModel, ckpt: Path) -> None:
             raise UserError(f"{ckpt / D_OPTIMIZER}: does not fit this model's discriminator")
 
 
-def require_pair_model(state: dict, model_dir: str | Path) -> None:
-    """One clear line for a pretrained model where a pair model is needed (convert,
-    evaluate): its decoders have learnt faces in general, nobody in particular."""
-    if state["config"].get("pretrain"):
-        raise UserError(f"{model_dir} is a pretrained model, trained on many people but on no "
-                        f"pair: train one from it first (intracoder train --a A --b B --model "
-                        f"NEW --from {model_dir})")
-
-
-def load_model(model_dir: str | Path) -> tuple[SwapModel, dict]:
-    """The trained model of a model folder (weights only, not compiled) and its state.json,
-    for convert and evaluation."""
-    state = read_state(model_dir)
-    if state is None:
-        raise UserError(f"{model_dir}: not a trained model folder (no checkpoint in it)")
-    require_pair_model(state, model_dir)
-    model = build_model(ModelConfig(**state["model_config"]), LossConfig(**state["loss_config"]))
-    load_weights(model, find_checkpoint(model_dir))  # convert needs no discriminator
-    return model, state
-
-
 def restore(model_dir: str | Path, model: SwapModel) -> dict:
     """Load weights and optimiser state into a built, compiled model; returns the state."""
     state = read_state(model_dir, repair=True)
@@ -290,35 +268,3 @@ def restore(model_dir: str | Path, model: SwapModel) -> dict:
     load_weights(model, ckpt)
     load_optimizer(model, ckpt)
     return state
-
-
-@dataclass
-class Snapshot:
-    """Weights and optimiser state held in memory: the NaN guard's rollback target. The
-    optimiser state is kept per part (generator, discriminator) as ``assign_state`` takes
-    it, so the generator and the discriminator always roll back together."""
-
-    iteration: int
-    weights: dict[str, np.ndarray]
-    optimizer: list[tuple[list[np.ndarray], list[str]]]
-
-
-def take_snapshot(model: SwapModel, iteration: int) -> Snapshot | None:
-    """A copy of the current state, or None when any weight is already non-finite (a
-    finite loss can still come with a step that broke the weights)."""
-    weights = {id(v): keras.ops.convert_to_numpy(v) for v in model.weights}
-    if not all(np.isfinite(w).all() for w in weights.values()
-               if np.issubdtype(w.dtype, np.floating)):
-        return None
-    optimizer = [optimizers.state_of(part) for part in optimizers.parts(model.optimizer)]
-    return Snapshot(iteration=iteration, weights=weights, optimizer=optimizer)
-
-
-def restore_snapshot(model: SwapModel, snapshot: Snapshot) -> None:
-    """Back to ``snapshot``; the model must still be the one it was taken of, compiled the
-    same way (the loop takes a new snapshot after every phase switch)."""
-    for var in model.weights:
-        var.assign(snapshot.weights[id(var)])
-    for part, (arrays, paths) in zip(optimizers.parts(model.optimizer), snapshot.optimizer):
-        if part is not None and not optimizers.assign_state(part, arrays, paths):
-            raise ValueError("the optimiser changed since the snapshot was taken")

@@ -17,7 +17,7 @@ import keras
 from tqdm import tqdm
 
 from intracoder.errors import UserError
-from intracoder.training.checkpoint import Snapshot, restore_snapshot, take_snapshot
+from intracoder.training.snapshot import Snapshot, restore_snapshot, take_snapshot
 from intracoder.training.optimizers import learning_rate, set_learning_rate
 
 LR_DROP = 0.5  # learning-rate factor applied at each rollback

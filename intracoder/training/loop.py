@@ -24,7 +24,7 @@ from intracoder.data.dataset import FaceSet, PairDataset, Prefetcher, load_faces
 from intracoder.errors import UserError
 from intracoder.models.autoencoder import LossConfig, ModelConfig, build_model
 from intracoder.models.config import flops_per_sample
-from intracoder.progress import progress
+from intracoder.progress import clock, progress
 from intracoder.training import checkpoint, phase, pretrained, schedule
 from intracoder.training.config import TrainConfig, resume_config
 from intracoder.training.device import POLICIES, gpu_visible, resolve_precision
@@ -277,7 +277,7 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
                 left = min(left, (cfg.iterations - iteration) * step_time)
             wait = batches.wait_seconds / max(elapsed, 1e-9)
             speed = f"{faces_per_step / step_time:.1f} faces/s, data wait {wait:.0%}"
-            bar.set_postfix_str(f"A {loss_a:.4f} B {loss_b:.4f} {speed}, left {_clock(left)}",
+            bar.set_postfix_str(f"A {loss_a:.4f} B {loss_b:.4f} {speed}, left {clock(left)}",
                                 refresh=False)
             bar.update()
             if iteration == cfg.iterations:
@@ -300,7 +300,7 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
         tensorboard.close()
     done = iteration - first_iteration
     rate = f", {done * faces_per_step / elapsed:.1f} faces/s" if done and elapsed > 0 else ""
-    print(f"stopped at iteration {iteration} ({reason}) after {_clock(elapsed)}{rate}, "
+    print(f"stopped at iteration {iteration} ({reason}) after {clock(elapsed)}{rate}, "
           f"data wait {batches.wait_seconds / max(elapsed, 1e-9):.0%}; saved to {model_dir}",
           flush=True)
     return 0
@@ -310,10 +310,3 @@ def _absolute(paths: str | list[str]) -> str | list[str]:
     if isinstance(paths, str):
         return str(Path(paths).resolve())
     return [str(Path(p).resolve()) for p in paths]
-
-
-def _clock(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "-"
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

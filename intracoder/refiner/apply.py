@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from intracoder.errors import UserError
-from intracoder.models.refiner import Refiner
+from intracoder.refiner.model import Refiner
 
 
 def load_refiner(model_dir: str | Path, decoder: str | None = None) -> Refiner | None:
     """The model folder's trained refiner, or None when it has none. With ``decoder``, a
     refiner trained for the other person is a UserError: it would repaint B's faces as A's
     skin texture."""
-    from intracoder.training import checkpoint, refiner_checkpoint
+    from intracoder.refiner import checkpoint as refiner_checkpoint
+    from intracoder.training import checkpoint
 
     loaded = refiner_checkpoint.load(model_dir)
     if loaded is None:

@@ -17,9 +17,9 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from intracoder.atomic import atomic_path
-from intracoder.convert.colour import rct
-from intracoder.data.degrade import Sample, batch_arrays, make_sample
-from intracoder.models.refiner import Refiner
+from intracoder.imaging.colour_transfer import rct
+from intracoder.refiner.degrade import Sample, batch_arrays, make_sample
+from intracoder.refiner.model import Refiner
 
 METHODS = ("refiner", "bicubic+rct", "bicubic")
 EVAL_SEED = 20261121

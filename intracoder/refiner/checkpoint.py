@@ -3,9 +3,10 @@
 MODEL/refiner/checkpoint/ holds refiner.weights.h5, optimizer.h5 and state.json (with an
 adversarial term also discriminator.weights.h5 and discriminator_optimizer.h5);
 MODEL/refiner/backups/iter-*/ the previous ones. The layout inside MODEL/refiner/ is the
-main model's layout inside MODEL/, so finding, repairing and reading a checkpoint, the
-optimiser file and the in-memory NaN snapshots are training.checkpoint's own functions;
-only writing differs, because the main model saves four parts and the refiner one.
+main model's layout inside MODEL/, so finding, repairing and reading a checkpoint and the
+optimiser file are training.checkpoint's own functions, and the in-memory NaN snapshots
+training.snapshot's; only writing differs, because the main model saves four parts and
+the refiner one.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from pathlib import Path
 import keras
 
 from intracoder.atomic import fsync_tree, write_json
-from intracoder.models.refiner import Refiner, RefinerConfig, build_refiner
+from intracoder.refiner.model import Refiner, RefinerConfig, build_refiner
 from intracoder.training import checkpoint, optimizers
 from intracoder.training.checkpoint import (BACKUPS, CHECKPOINT, D_OPTIMIZER, DISCRIMINATOR,
                                             FORMAT, OPTIMIZER, STAGING, STATE, find_checkpoint,
-                                            load_optimizer, restore_snapshot, take_snapshot)
+                                            load_optimizer)
+from intracoder.training.snapshot import restore_snapshot, take_snapshot
 
 __all__ = ["REFINER_DIR", "refiner_dir", "read_state", "save", "restore", "load",
            "take_snapshot", "restore_snapshot"]

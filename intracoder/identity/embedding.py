@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from intracoder.metrics import dlib_models
+from intracoder.identity import dlib_models
 
 SAME_PERSON = 0.6
 

@@ -35,7 +35,7 @@ from intracoder.models.blocks import PACKAGE, ResidualBlock, Upscale
 from intracoder.models.discriminator import build_discriminator
 from intracoder.models.losses import (TV_WEIGHT, blurred_mask, dssim, dssim_windows, gan_terms,
                                       total_variation)
-from intracoder.training.refiner_config import RefinerConfig
+from intracoder.refiner.config import RefinerConfig
 
 __all__ = ["RefinerConfig", "Refiner", "build_refiner", "build_network", "refiner_loss"]
 

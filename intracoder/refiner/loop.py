@@ -22,17 +22,17 @@ import keras
 import numpy as np
 
 from intracoder.data.dataset import Prefetcher, load_faceset
-from intracoder.data.degrade import RefinerDataset
+from intracoder.refiner.degrade import RefinerDataset
 from intracoder.errors import UserError
 from intracoder.faces.faceset import list_faces, read_meta
-from intracoder.models.refiner import RefinerConfig, build_refiner
-from intracoder.progress import progress
-from intracoder.training import checkpoint
-from intracoder.training import refiner_checkpoint as rc
+from intracoder.refiner.model import RefinerConfig, build_refiner
+from intracoder.progress import clock, progress
+from intracoder.training import checkpoint, inference
+from intracoder.refiner import checkpoint as rc
 from intracoder.training.guard import NanGuard
-from intracoder.training.loop import StopRequest, _clock
-from intracoder.training.refiner_config import RUN_FIELDS, SCALES, RefinerTrainConfig
-from intracoder.training.refiner_eval import evaluate
+from intracoder.training.loop import StopRequest
+from intracoder.refiner.config import RUN_FIELDS, SCALES, RefinerTrainConfig
+from intracoder.refiner.evaluate import evaluate
 
 HOLD_OUT_EVERY = 10
 EVAL_GRID = "eval.png"
@@ -161,7 +161,7 @@ def format_report(report: dict) -> str:
 def decoder_outputs(model_dir: Path, side: str, images: np.ndarray, res: int) -> np.ndarray:
     """What the main model's decoder ``side`` makes of each face (sR uint8 RGB in; R uint8
     RGB out): the refiner's inputs with ``--inputs decoder``."""
-    main, _ = checkpoint.load_model(model_dir)
+    main, _ = inference.load_model(model_dir)
     small = np.stack([cv2.resize(im, (res, res), interpolation=cv2.INTER_AREA) for im in images])
     rgb, _ = main.decode(small, side)
     return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
@@ -223,6 +223,6 @@ def _loop(cfg: RefinerTrainConfig, model, state: dict, images: np.ndarray, masks
     save()
     done = iteration - first
     rate = f", {done * cfg.batch_size / elapsed:.1f} faces/s" if done and elapsed > 0 else ""
-    print(f"refiner stopped at iteration {iteration} ({reason}) after {_clock(elapsed)}{rate}; "
+    print(f"refiner stopped at iteration {iteration} ({reason}) after {clock(elapsed)}{rate}; "
           f"saved to {rc.refiner_dir(model_dir)}", flush=True)
     return iteration
