@@ -20,7 +20,6 @@ import hashlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -29,6 +28,7 @@ import cv2
 import numpy as np
 
 from intracoder.data.augmentation import AugmentSettings, augment, priority_hulls
+from intracoder.data.epochs import EpochOrders
 from intracoder.errors import UserError
 from intracoder.faces.faceset import list_faces, read_face
 from intracoder.imaging.colour_transfer import COLOUR_MODES, transfer
@@ -229,6 +229,7 @@ class PairDataset:
         # Per side: the non-empty yaw bins, or None where balancing is off or pointless.
         self._bins = tuple(self._balancing_bins(faces) for faces in self.sides)
         self._warp_off_from: int | None = None
+        self._orders = EpochOrders((seed,))
 
     def warp_off_from(self, iteration: int | None) -> None:
         """Draw batches from ``iteration`` on without the random warp, whatever the settings
@@ -242,9 +243,8 @@ class PairDataset:
         bins = yaw_bins(faces.yaws)
         return bins if len(bins) > 1 else None
 
-    @lru_cache(maxsize=8)
     def _order(self, side: int, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, side, epoch]).permutation(len(self.sides[side]))
+        return self._orders.order((side, epoch), len(self.sides[side]))
 
     def indices(self, side: int, iteration: int) -> list[int]:
         bins = self._bins[side]

@@ -145,7 +145,13 @@ def colour_error(source_bgr: np.ndarray, swapped_bgr: np.ndarray, region: np.nda
     are from the face it replaces (what colour transfer is for). None for an empty region."""
     if not region.any():
         return None
-    lab = [cv2.cvtColor(im.astype(np.float32) / 255.0, cv2.COLOR_BGR2LAB)[region].mean(axis=0)
+    # Converted over the region's bounding box only: a whole frame in float LAB is a dozen
+    # frames' worth of memory to average one face.
+    ys, xs = np.nonzero(region.any(1))[0], np.nonzero(region.any(0))[0]
+    y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    inside = region[y0:y1, x0:x1]
+    lab = [cv2.cvtColor(im[y0:y1, x0:x1].astype(np.float32) / 255.0,
+                        cv2.COLOR_BGR2LAB)[inside].mean(axis=0)
            for im in (source_bgr, swapped_bgr)]
     return float(np.linalg.norm(lab[0] - lab[1]))
 

@@ -74,6 +74,27 @@ def quality_plot(frames: list[dict], path: Path) -> None:
     _save(fig, path)
 
 
+REPORT_HEIGHT = 256  # px, of the strip's and the GIF's frames
+GIF_FRAMES = 40
+
+
+def report_picks(n: int) -> set[int]:
+    """Which of ``n`` scored frames the report shows (0-based): the GIF's evenly spaced
+    ones; the frame strip picks among them, so evaluate need keep only these."""
+    return {int(i) for i in np.unique(np.linspace(0, max(n, 1) - 1, min(GIF_FRAMES, max(n, 1)))
+                                      .round().astype(int))}
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """A copy of ``image`` no taller than the report shows it: the report's frames are kept
+    through a whole evaluation, and forty full 1080p pairs would be half a gigabyte."""
+    h, w = image.shape[:2]
+    if h <= REPORT_HEIGHT:
+        return image.copy()
+    size = (max(1, round(w * REPORT_HEIGHT / h)), REPORT_HEIGHT)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def _pair(src: np.ndarray, sw: np.ndarray, h: int) -> np.ndarray:
     return np.hstack([cv2.resize(im, (max(1, round(im.shape[1] * h / im.shape[0])), h),
                                  interpolation=cv2.INTER_AREA) for im in (src, sw)])
@@ -81,7 +102,7 @@ def _pair(src: np.ndarray, sw: np.ndarray, h: int) -> np.ndarray:
 
 def frame_strip(source: list[np.ndarray], swapped: list[np.ndarray], path: Path, n: int = 6) -> None:
     picks = np.unique(np.linspace(0, len(source) - 1, min(n, len(source))).round().astype(int))
-    h = 256
+    h = REPORT_HEIGHT
     cols = []
     for i in picks:
         pair = [cv2.resize(im, (round(im.shape[1] * h / im.shape[0]), h)) for im in (source[i], swapped[i])]
@@ -92,7 +113,8 @@ def frame_strip(source: list[np.ndarray], swapped: list[np.ndarray], path: Path,
 
 
 def side_by_side_gif(source: list[np.ndarray], swapped: list[np.ndarray], path: Path,
-                     n: int = 40, height: int = 256, duration_ms: int = 100) -> None:
+                     n: int = GIF_FRAMES, height: int = REPORT_HEIGHT,
+                     duration_ms: int = 100) -> None:
     """An animated GIF of up to ``n`` evenly spaced frames, source | swapped, ``height`` px."""
     from PIL import Image
 

@@ -9,7 +9,9 @@ give the same numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
+from typing import Iterable
 
 import cv2
 import numpy as np
@@ -85,59 +87,86 @@ def identity_summary(to_target: list[float], to_source: list[float]) -> dict:
 
 def score_frames(finder, source_frames: list[np.ndarray], swapped_frames: list[np.ndarray],
                  indices: list[int], target_mean: np.ndarray, source_mean: np.ndarray
-                 ) -> tuple[list[FrameScore], float]:
-    """Per-frame scores and the temporal-stability ratio (output flicker / source flicker
-    inside the face region; 1.0 = no flicker added)."""
-    scores = []
-    out_change, src_change = [], []
+                 ) -> tuple[list[FrameScore], float | None]:
+    """score_pairs over frames already in memory."""
+    return score_pairs(finder, zip(indices, source_frames, swapped_frames), target_mean,
+                       source_mean)
+
+
+BATCH = 8  # frames per face-finder call: faster in batches; bounds what is held
+
+
+def score_pairs(finder, pairs: Iterable[tuple[int, np.ndarray, np.ndarray]],
+                target_mean: np.ndarray, source_mean: np.ndarray
+                ) -> tuple[list[FrameScore], float | None]:
+    """Per-frame scores of (frame number, source frame, swapped frame) triples, and the
+    temporal-stability ratio (output flicker / source flicker inside the face region; 1.0 =
+    no flicker added; None when no two neighbouring frames both had a face).
+
+    ``pairs`` is read a batch at a time and nothing but the previous frame is kept after
+    its batch, so a generator of decoded frames is scored in bounded memory."""
+    scores: list[FrameScore] = []
+    flicker = ([], [])  # (output, source) change per neighbouring pair
     prev = None
-    batch = 8
-    for start in range(0, len(source_frames), batch):
-        src_b = source_frames[start:start + batch]
-        sw_b = swapped_frames[start:start + batch]
-        for k, (src, sw, f_src, f_sw) in enumerate(zip(src_b, sw_b, finder.find(src_b),
-                                                       finder.find(sw_b))):
-            i = indices[start + k]
-            score = FrameScore(frame=i, swapped_found=bool(f_sw))
-            if f_src:
-                s = f_src[0]
-                e_src = embed(src, mesh_box(s.landmarks[:, :2]))
-                if e_src is not None:
-                    score.source_dist_b = distance(e_src, target_mean)
-                    score.source_dist_a = distance(e_src, source_mean)
-                mask = _face_region(s.landmarks[:, :2], src.shape[:2])
-                score.colour_error = image_quality.colour_error(src, sw, mask)
-                if prev is not None and prev[0] == i - 1 and prev[1].shape == src.shape:
-                    src_change.append(_mean_abs(src, prev[1], mask))
-                    out_change.append(_mean_abs(sw, prev[2], mask))
-                prev = (i, src, sw)
-                box = mesh_box(s.landmarks[:, :2])
-                score.sharpness_source = image_quality.sharpness(src, box)
-                score.sharpness_swapped = image_quality.sharpness(sw, box)
-                if score.sharpness_source and score.sharpness_swapped is not None:
-                    score.sharpness_ratio = score.sharpness_swapped / score.sharpness_source
-                rect = dlib_face_box(src)
-                if rect is not None:
-                    score.sharpness_dlib_source = image_quality.sharpness(src, rect)
-                    score.sharpness_dlib_swapped = image_quality.sharpness(sw, rect)
-                score.seam_score = image_quality.seam_score(src, sw, s.landmarks[:, :2])
-            if f_src and f_sw:
-                s, o = f_src[0], f_sw[0]
-                e = embed(sw, mesh_box(o.landmarks[:, :2]))
-                if e is not None:
-                    score.dist_b = distance(e, target_mean)
-                    score.dist_a = distance(e, source_mean)
-                iod = inter_ocular(s.landmarks[:, :2])
-                err = np.linalg.norm(o.landmarks[:, :2] - s.landmarks[:, :2], axis=1).mean()
-                score.landmark_error = float(err / max(iod, 1e-6))
-                ps, po = head_pose(s.landmarks), head_pose(o.landmarks)
-                score.yaw_diff, score.pitch_diff, score.roll_diff = (
-                    float(abs(a - b)) for a, b in zip(po, ps))
-                score.dlib5_error = image_quality.dlib5_error(
-                    src, sw, mesh_box(s.landmarks[:, :2]), mesh_box(o.landmarks[:, :2]))
-            scores.append(score)
-    ratio = float(np.sum(out_change) / np.sum(src_change)) if src_change and np.sum(src_change) else float("nan")
+    it = iter(pairs)
+    while batch := list(islice(it, BATCH)):
+        prev = _score_batch(finder, batch, prev, target_mean, source_mean, scores, flicker)
+        # Dropped before the next batch is decoded, or two batches would be held at once.
+        del batch
+    out_change, src_change = flicker
+    total = float(np.sum(src_change))
+    ratio = float(np.sum(out_change)) / total if src_change and total > 0 else None
     return scores, ratio
+
+
+def _score_batch(finder, batch, prev, target_mean, source_mean, scores, flicker):
+    """Score one batch into ``scores`` and ``flicker``; return the new previous frame
+    (number, source, swapped), the only frames that outlive their batch."""
+    indices = [b[0] for b in batch]
+    src_b = [b[1] for b in batch]
+    sw_b = [b[2] for b in batch]
+    out_change, src_change = flicker
+    for i, src, sw, f_src, f_sw in zip(indices, src_b, sw_b, finder.find(src_b),
+                                       finder.find(sw_b)):
+        score = FrameScore(frame=i, swapped_found=bool(f_sw))
+        if f_src:
+            s = f_src[0]
+            e_src = embed(src, mesh_box(s.landmarks[:, :2]))
+            if e_src is not None:
+                score.source_dist_b = distance(e_src, target_mean)
+                score.source_dist_a = distance(e_src, source_mean)
+            mask = _face_region(s.landmarks[:, :2], src.shape[:2])
+            score.colour_error = image_quality.colour_error(src, sw, mask)
+            if prev is not None and prev[0] == i - 1 and prev[1].shape == src.shape:
+                src_change.append(_mean_abs(src, prev[1], mask))
+                out_change.append(_mean_abs(sw, prev[2], mask))
+            prev = (i, src, sw)
+            box = mesh_box(s.landmarks[:, :2])
+            score.sharpness_source = image_quality.sharpness(src, box)
+            score.sharpness_swapped = image_quality.sharpness(sw, box)
+            if score.sharpness_source and score.sharpness_swapped is not None:
+                score.sharpness_ratio = score.sharpness_swapped / score.sharpness_source
+            rect = dlib_face_box(src)
+            if rect is not None:
+                score.sharpness_dlib_source = image_quality.sharpness(src, rect)
+                score.sharpness_dlib_swapped = image_quality.sharpness(sw, rect)
+            score.seam_score = image_quality.seam_score(src, sw, s.landmarks[:, :2])
+        if f_src and f_sw:
+            s, o = f_src[0], f_sw[0]
+            e = embed(sw, mesh_box(o.landmarks[:, :2]))
+            if e is not None:
+                score.dist_b = distance(e, target_mean)
+                score.dist_a = distance(e, source_mean)
+            iod = inter_ocular(s.landmarks[:, :2])
+            err = np.linalg.norm(o.landmarks[:, :2] - s.landmarks[:, :2], axis=1).mean()
+            score.landmark_error = float(err / max(iod, 1e-6))
+            ps, po = head_pose(s.landmarks), head_pose(o.landmarks)
+            score.yaw_diff, score.pitch_diff, score.roll_diff = (
+                float(abs(a - b)) for a, b in zip(po, ps))
+            score.dlib5_error = image_quality.dlib5_error(
+                src, sw, mesh_box(s.landmarks[:, :2]), mesh_box(o.landmarks[:, :2]))
+        scores.append(score)
+    return prev
 
 
 def _face_region(points_xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -150,7 +179,12 @@ def _face_region(points_xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def _mean_abs(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     if not mask.any():
         return 0.0
-    return float(np.abs(a.astype(np.int16) - b.astype(np.int16))[mask].mean())
+    # Over the mask's bounding box only: the whole frame in int16 is several frames' worth
+    # of memory (and time) to average a face.
+    ys, xs = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+    y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    diff = np.abs(a[y0:y1, x0:x1].astype(np.int16) - b[y0:y1, x0:x1].astype(np.int16))
+    return float(diff[mask[y0:y1, x0:x1]].mean())
 
 
 def reconstruction(model, folder: str | Path, names: list[str], decoder: str) -> dict:
@@ -189,7 +223,7 @@ def _ratio_of_sums(scores: list[FrameScore], swapped: str, source: str) -> float
     return float(np.sum([p[0] for p in pairs]) / total) if pairs and total > 0 else None
 
 
-def summarise(scores: list[FrameScore], temporal_ratio: float) -> dict:
+def summarise(scores: list[FrameScore], temporal_ratio: float | None) -> dict:
     def mean(key):
         vals = [getattr(s, key) for s in scores if getattr(s, key) is not None]
         return float(np.mean(vals)) if vals else None

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
 
 import albumentations as A
 import cv2
 import numpy as np
+
+from intracoder.data.epochs import EpochOrders
 
 _local = threading.local()  # albumentations transforms carry their own RNG: one per thread
 
@@ -142,10 +143,10 @@ class RefinerDataset:
             raise ValueError(f"{len(images)} faces but {len(generated)} decoder outputs")
         self.images, self.masks, self.generated = images, masks, generated
         self.batch_size, self.seed, self.scale = batch_size, seed, scale
+        self._orders = EpochOrders((seed,))
 
-    @lru_cache(maxsize=8)
     def _order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
+        return self._orders.order((epoch,), len(self.images))
 
     def __getitem__(self, iteration: int):
         n, first = len(self.images), iteration * self.batch_size
