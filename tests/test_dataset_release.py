@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from intracoder.data.dataset import FaceSet, PairDataset
-from intracoder.data.degrade import RefinerDataset
+from intracoder.refiner.degrade import RefinerDataset
 from intracoder.training.config import TrainConfig
 
 SIZE = 32

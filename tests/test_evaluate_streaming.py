@@ -8,9 +8,7 @@ scoring itself is real, with a stub face finder where a real one would cost minu
 from __future__ import annotations
 
 import json
-import sys
 import tracemalloc
-import types
 from pathlib import Path
 
 import cv2
@@ -41,9 +39,9 @@ def model(tmp_path, monkeypatch) -> Path:
         (tmp_path / f"faces_{side}").mkdir()
         sides[side] = {"path": str(tmp_path / f"faces_{side}"), "held_out": []}
     state = {"iteration": 7, "facesets": sides, "config": {}, "model_config": {}}
-    checkpoint = types.ModuleType("intracoder.training.checkpoint")
-    checkpoint.load_model = lambda path: (None, state)
-    monkeypatch.setitem(sys.modules, "intracoder.training.checkpoint", checkpoint)
+    from intracoder.training import inference
+
+    monkeypatch.setattr(inference, "load_model", lambda path: (None, state))
     monkeypatch.setattr(scores, "faceset_embedding",
                         lambda folder, samples: np.full(128, 0.1 if "_b" in str(folder) else 0.0))
     monkeypatch.setattr(scores, "reconstruction", lambda *a: {"faces": 0})
