@@ -137,6 +137,42 @@ def test_dssim_self_and_shift():
     assert shifted > 0.05
 
 
+@pytest.mark.parametrize("filter_size", [11, 7])
+def test_dssim_matches_tf_image_ssim(filter_size):
+    """losses.dssim reimplements tf.image.ssim (separable banded-matrix blur instead of a
+    depthwise conv): the same constants, window and valid padding must give the same
+    figure on real faces, each against a blurred, a noisy and a shifted copy of itself."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the reference is tf.image.ssim; this backend is not tensorflow")
+    import tensorflow as tf
+
+    faces = [render_clip(name, n_frames=1, size=128, max_angle=0, face_fraction=0.75)
+             .frames[0].astype(np.float32) / 255.0 for name in ("grace_hopper", "astronaut")]
+    noise = np.random.default_rng(0).normal(0, 0.05, faces[0].shape).astype(np.float32)
+    true, pred = [], []
+    for face in faces:
+        for other in (cv2.GaussianBlur(face, (0, 0), 1.5), np.clip(face + noise, 0, 1),
+                      np.roll(face, (3, -2), axis=(0, 1))):
+            true.append(face)
+            pred.append(other)
+    true, pred = np.stack(true), np.stack(pred)
+    ours = keras.ops.convert_to_numpy(losses.dssim(true, pred, filter_size))
+    # tf.image.ssim's own sigma, written out: losses.SSIM_SIGMA is what is under test.
+    ssim = tf.image.ssim(tf.constant(true), tf.constant(pred), max_val=1.0,
+                         filter_size=filter_size, filter_sigma=1.5)
+    reference = (1.0 - ssim.numpy()) / 2.0
+    # The pairs span DSSIM 0.09-0.39 and the two agree to 1e-5 (float32 sums in another
+    # order); a wrong constant, sigma or padding moves them by 1e-3 or more.
+    assert np.ptp(reference) > 0.05, reference
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
+    # Same on the 0..255 scale, where max_val sets c1 and c2.
+    ours = keras.ops.convert_to_numpy(losses.dssim(true * 255, pred * 255, filter_size,
+                                                   max_val=255.0))
+    ssim = tf.image.ssim(tf.constant(true * 255), tf.constant(pred * 255), max_val=255.0,
+                         filter_size=filter_size, filter_sigma=1.5)
+    np.testing.assert_allclose(ours, (1.0 - ssim.numpy()) / 2.0, atol=1e-4)
+
+
 def test_masked_loss_ignores_outside_mask():
     target = _faces("grace_hopper", 2, seed=0)
     pred = _faces("grace_hopper", 2, seed=5)

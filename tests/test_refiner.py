@@ -186,6 +186,24 @@ def test_eval_reports_all_three_methods(trained, capsys):
     assert "bicubic+rct" in capsys.readouterr().out
 
 
+def test_a_briefly_trained_refiner_beats_bicubic_and_rct(facesets, tmp_path):
+    """The point of the refiner: on held-out faces it never trained on, it rebuilds the
+    clean face better than what convert does without it (bicubic + rct)."""
+    from intracoder.refiner.loop import train_refiner
+
+    # The smallest budget that won clearly on every seed tried (10-16 s on 2 busy cores):
+    # at 400 iterations, lr 2e-3, the TINY net, seeds 0-5 beat bicubic+rct by 1.80-2.54 dB
+    # masked PSNR and 0.09-0.13 SSIM. At 300 (lr 2e-3) or 400 (lr 1e-3) one seed won by only
+    # 0.7 dB; at 60 (lr 1e-3, the ``trained`` fixture) it still loses (-0.15, -0.23 dB), and
+    # untrained its random correction costs 8.5 dB.
+    cfg = _config(tmp_path / "model", facesets[1], iterations=400, eval=True)
+    train_refiner(dataclasses.replace(cfg, lr=2e-3), {})
+    report = json.loads((tmp_path / "model" / "refiner" / "eval.json").read_text())
+    assert report["faces"] >= 2 and report["iteration"] == 400
+    margin = report["margin_vs_rct"]
+    assert margin["psnr"] > 1.0 and margin["ssim"] > 0.03, report
+
+
 def _edges(image: np.ndarray) -> np.ndarray:
     import cv2
 
