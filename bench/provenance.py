@@ -25,6 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from intracoder import samples  # noqa: E402
+from intracoder.media.video import iter_frames  # noqa: E402
 from intracoder.provenance import mark_frame, payload_for, watermark  # noqa: E402
 from intracoder.provenance.verify import verify_file  # noqa: E402
 
@@ -56,15 +57,7 @@ def reencode(src: Path, dst: Path, crf: int, scale: float | None = None) -> None
 
 
 def read_video(path: Path, limit: int | None = None) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while limit is None or len(frames) < limit:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
+    return list(iter_frames(path, 0, limit))
 
 
 def jpeg(frame: np.ndarray, quality: int) -> np.ndarray:

@@ -10,7 +10,10 @@ import pytest
 os.environ.setdefault("INTRACODER_NO_PROGRESS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-FACEDATA = Path(__file__).resolve().parents[1].parent / "shared" / "facedata"
+# ../shared/facedata beside the checkout; INTRACODER_FACEDATA points elsewhere (a CI runner
+# whose clone does not sit next to it).
+FACEDATA = Path(os.environ.get("INTRACODER_FACEDATA")
+                or Path(__file__).resolve().parents[1].parent / "shared" / "facedata")
 
 
 @pytest.fixture(scope="session")

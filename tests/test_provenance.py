@@ -27,7 +27,6 @@ from intracoder.provenance import describe_payload, mark_frame, metadata, payloa
 from intracoder.provenance import xmp
 from intracoder.provenance.label import burn_label, label_box
 
-FACEDATA = Path(__file__).resolve().parents[1].parent / "shared" / "facedata"
 MODEL = "test-model"
 PAYLOAD = payload_for(MODEL)
 
@@ -214,19 +213,13 @@ def test_no_false_positive_on_flat_frames(value):
     assert not watermark.detect(cv2.merge([ramp, ramp, ramp])).found
 
 
-def _facedata() -> Path:
-    if not (FACEDATA / "person_a.mp4").exists():
-        pytest.skip("../shared/facedata is not present")
-    return FACEDATA
-
-
 @pytest.mark.parametrize("clip", ["person_a.mp4", "person_b.mp4", "crowd_clip.mp4"])
-def test_no_false_positive_on_facedata_clips(clip):
-    assert main(["verify", str(_facedata() / clip)]) == 1
+def test_no_false_positive_on_facedata_clips(facedata, clip):
+    assert main(["verify", str(facedata / clip)]) == 1
 
 
-def test_no_false_positive_on_facedata_stills():
-    stills = sorted((_facedata() / "stills").glob("*.jpg"))
+def test_no_false_positive_on_facedata_stills(facedata):
+    stills = sorted((facedata / "stills").glob("*.jpg"))
     assert stills
     for path in stills:
         assert main(["verify", str(path)]) == 1

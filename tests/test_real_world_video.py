@@ -190,6 +190,12 @@ def test_odd_sizes_are_kept(frames, tmp_path, quick_model, finder, loaded):
     assert result.marked and result.watermark_found and result.metadata_found
     # The converted video carries the IPTC source type in its XMP box, as images do.
     assert result.xmp_found and result.digital_source_type.endswith("trainedAlgorithmicMedia")
+    # evaluate takes the odd-sized pair (it failed with an IndexError on a padded output).
+    from intracoder.metrics.evaluate import EvaluateConfig, evaluate
+
+    scored = evaluate(EvaluateConfig(model=str(quick_model), source=str(src), swapped=str(out),
+                                     faceset_samples=4), finder=finder)
+    assert scored["summary"]["frames_scored"] == 6
 
 
 def test_inputs_with_the_same_name_do_not_overwrite_each_other(clips, finder, tmp_path):

@@ -26,4 +26,5 @@ def run(args: argparse.Namespace) -> int:
     config = from_args(ConvertConfig, args)
     summary = convert(config)
     print(f"{summary.line()} -> {config.output}")
-    return 0
+    # A folder of videos where some could not be converted: each had its error line.
+    return 1 if summary.inputs_failed else 0

@@ -37,11 +37,15 @@ class Source:
     # Each decoded frame's time (VideoInfo.time_base units) by name, until the Sink takes
     # it: a variable-frame-rate clip is written back with its own timing.
     times: dict[str, int | None] = field(default_factory=dict)
+    # A keyframe (index, pts) at or before ``start`` to begin decoding at (a part of a long
+    # video), instead of decoding from its first frame.
+    seek: tuple[int, int] | None = None
 
     def frames(self) -> Iterator[tuple[str, np.ndarray]]:
         """(name, BGR frame): names are frame_NNNNNN for video, file names otherwise."""
         if self.kind == "video":
-            for frame in iter_video(self.path, self.start, self.start + self.count):
+            for frame in iter_video(self.path, self.start, self.start + self.count,
+                                    seek=self.seek):
                 name = f"frame_{frame.index:06d}"
                 self.times[name] = frame.pts
                 yield name, frame.image
@@ -112,22 +116,28 @@ def check_output(source: Source, output: str) -> None:
 
 class Sink:
     """Takes marked frames in order; ``close`` publishes OUTPUT, ``abort`` removes all trace.
-    Provenance text goes into the container (video metadata, PNG/JPEG text)."""
+    Provenance text goes into the container (video metadata, PNG/JPEG text). A ``part`` is
+    one piece of a video converted in parts: video only, no container tags, to be joined
+    (media.concat) into a file that gets the audio and the tags once."""
 
-    def __init__(self, source: Source, output: str, model_id: str, crf: int = 18):
+    def __init__(self, source: Source, output: str, model_id: str, crf: int = 18,
+                 part: bool = False, threads: int | None = None):
         self.kind, self.path, self._source = source.kind, Path(output), source
         self._text = image_text(model_id)
         self._writer: VideoWriter | None = None
+        self._times: tuple[int | None, int | None] = (None, None)
         self._folder: Path | None = None
         self._staging: Path | None = None
         if self.kind == "video":
             info = source.info
-            audio = source.path if info.has_audio else None
+            audio = source.path if info.has_audio and not part else None
             clipped = source.start > 0 or source.count < info.frame_count
             self._writer = VideoWriter(self.path, info.width, info.height, info.fps_fraction,
-                                       audio_from=audio, metadata=video_metadata(model_id),
+                                       audio_from=audio,
+                                       metadata=None if part else video_metadata(model_id),
                                        crf=crf, time_base=info.time_base, clip_audio=clipped,
-                                       xmp=xmp_packet(model_id))
+                                       xmp=None if part else xmp_packet(model_id),
+                                       threads=threads)
             self._writer.open()
         elif self.kind == "folder":
             if self.path.is_dir():
@@ -146,8 +156,19 @@ class Sink:
         else:
             write_image(self.path, frame, self._text)
 
+    @property
+    def first_pts(self) -> int | None:
+        """Source time of the first video frame written (VideoInfo.time_base units)."""
+        return self._times[0]
+
+    @property
+    def end_pts(self) -> int | None:
+        """Source time of the end of the last video frame written."""
+        return self._times[1]
+
     def close(self) -> None:
         if self._writer is not None:
+            self._times = (self._writer.first_pts, self._writer.end_pts)
             self._writer.close()
             self._writer = None
         if self._staging is not None:

@@ -23,17 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-import cv2
 import numpy as np
 
-from intracoder.convert import blend, colour
 from intracoder.convert.colour import COLOUR_MODES
-from intracoder.convert.media import Sink, check_output, open_source
-from intracoder.convert.sharpen import sharpen
+from intracoder.convert.media import Sink, Source, check_output, open_source
 from intracoder.convert.smoothing import FaceLocator, FaceTracks
+from intracoder.convert.swap import FaceSwapper
 from intracoder.errors import UserError
-from intracoder.faces.align import DegenerateLandmarks, alignment_matrix, transform_points
-from intracoder.faces.masks import hull_mask
 from intracoder.media.image import write_image
 from intracoder.progress import progress
 from intracoder.provenance import mark_frame
@@ -45,18 +41,9 @@ if TYPE_CHECKING:
     from intracoder.models.autoencoder import SwapModel
 
 STAGES = ("decode", "detect", "model", "colour", "blend", "mark", "encode")
-# The model's input is cut as large as the face is in the frame (then shrunk with INTER_AREA,
-# as the training faces were), up to MAX_CUT, which bounds the cost of a face filling a 4K
-# frame. Mask and paste work at no more than PASTE_SIZE (or the model's resolution if
-# larger): the generated face is no sharper than the model's resolution and the mask edge is
-# feathered, so a finer grid adds nothing but cost (person_a's 416-px face, quick model: mask
-# and alpha paste 3x cheaper at 256 px, result within 48 dB PSNR of the 416-px paste).
-MAX_CUT = 512
-PASTE_SIZE = 256
 PREVIEWS = 8  # side-by-side previews, spread evenly over the frames
+WORKER_CORES = 4  # cores per worker process when --workers is not given
 REFINER = "refiner"  # the --color choice that runs the model folder's refiner net
-# Pasting runs in OpenCV, which releases the GIL, so frames are blended on every core at once.
-WORKERS = os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -100,6 +87,15 @@ class ConvertConfig:
     min_size: int = field(default=40, metadata={"help": "smallest face to swap, in pixels"})
     min_confidence: float = field(default=0.9, metadata={"help": "smallest MTCNN confidence"})
     crf: int = field(default=18, metadata={"help": "H.264 quality, lower is better, 0..51"})
+    workers: int | None = field(default=None, metadata={
+        "help": "convert a video in parts on N worker processes (default: one per "
+                f"{WORKER_CORES} cores and at most one per part, so 1 on a small machine "
+                "or a short video)"})
+    cluster: str | None = field(default=None, metadata={
+        "help": "run the parts as Ray tasks: ray://HOST:PORT, auto (inside a running Ray "
+                "cluster) or local (a Ray cluster on this machine); needs intracoder[cluster]"})
+    segment_frames: int = field(default=600, metadata={
+        "help": "frames per part when converting in parts (each part is resumed whole)"})
 
 
 @dataclass
@@ -109,11 +105,20 @@ class ConvertSummary:
     frames_without_face: int = 0
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    parts: int = 0  # a video converted in parts: how many, and how many this run converted
+    parts_converted: int = 0
+    join_seconds: float = 0.0
+    inputs: int = 0  # a folder of videos: how many, and how many could not be converted
+    inputs_failed: int = 0
 
     def line(self) -> str:
         rate = self.frames / self.seconds if self.seconds else 0.0
+        parts = (f", {self.parts} parts ({self.parts - self.parts_converted} resumed)"
+                 if self.parts else "")
+        if self.inputs:
+            parts += f", {self.inputs - self.inputs_failed} of {self.inputs} videos"
         return (f"{self.frames} frames ({rate:.1f}/s), {self.faces_swapped} faces swapped, "
-                f"{self.frames_without_face} frames without a face, {self.seconds:.1f} s")
+                f"{self.frames_without_face} frames without a face, {self.seconds:.1f} s{parts}")
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -122,98 +127,6 @@ class ConvertSummary:
             yield
         finally:
             self.stages[stage] += time.perf_counter() - start
-
-
-@dataclass
-class _Face:
-    frame: int  # index into the chunk
-    matrix: np.ndarray  # 2x3, frame -> paste crop of ``size`` px
-    size: int
-    small: np.ndarray  # BGR crop at the model's resolution
-    hull: np.ndarray  # face-mesh hull in the paste crop
-
-
-class FaceSwapper:
-    """Cuts faces the way the training faces were cut, runs the model on all faces of a
-    chunk of frames at once, and blends the results back in."""
-
-    def __init__(self, model: SwapModel, decoder: str, face_type: str, config: ConvertConfig,
-                 refine: Callable[..., np.ndarray] | None = None):
-        self.model, self.decoder, self.face_type, self.config = model, decoder, face_type, config
-        self.refine = refine  # refine_faces bound to a refiner: replaces colour transfer
-        self.res = model.config.resolution
-        # A fixed power of two: decode pads short batches to powers of two, so the model is
-        # traced for a handful of batch shapes however many faces each chunk holds.
-        self.batch = 1 << (max(config.batch, 1) - 1).bit_length()
-
-    def _cut(self, frame_no: int, frame: np.ndarray, landmarks: np.ndarray) -> _Face | None:
-        """The face cut out for the model; None for landmarks no alignment fits (the frame
-        keeps its own face there)."""
-        # alignment_matrix is linear in the crop size, so one fit serves every size.
-        try:
-            unit = alignment_matrix(landmarks, self.face_type, self.res)
-        except DegenerateLandmarks:
-            return None
-        in_frame = self.res / np.sqrt(abs(np.linalg.det(unit[:, :2])))
-        cut = int(np.clip(round(in_frame / 8) * 8, self.res, MAX_CUT))
-        crop = cv2.warpAffine(frame, unit * (cut / self.res), (cut, cut), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
-        # INTER_AREA, as the training faces were shrunk from their crops (data/dataset.py).
-        small = cv2.resize(crop, (self.res, self.res), interpolation=cv2.INTER_AREA)
-        size = min(cut, max(PASTE_SIZE, self.res))
-        matrix = unit * (size / self.res)
-        hull = hull_mask(transform_points(landmarks, matrix), size)
-        return _Face(frame_no, matrix, size, small, hull)
-
-    def swap(self, frames: list[np.ndarray], faces: list[list[np.ndarray]],
-             summary: ConvertSummary) -> list[np.ndarray]:
-        """The frames with every listed face replaced; frames without faces are returned
-        as they are (the same objects)."""
-        cfg, res = self.config, self.res
-        with summary.timed("detect"):
-            cut = [c for c in (self._cut(i, frames[i], lm) for i, lms in enumerate(faces)
-                               for lm in lms) if c is not None]
-        if not cut:
-            return list(frames)
-        with summary.timed("model"):
-            rgb = np.stack([f.small[..., ::-1] for f in cut])
-            generated, masks = self.model.decode(rgb, self.decoder, batch_size=self.batch)
-        with summary.timed("colour"):
-            bgr = np.clip(np.rint(generated[..., ::-1] * 255.0), 0, 255).astype(np.uint8)
-            pred8 = np.clip(np.rint(masks[..., 0] * 255.0), 0, 255).astype(np.uint8)
-            smalls = np.stack([f.small for f in cut])
-            # Statistics come from where the model and the landmarks agree there is face.
-            inside = np.stack([np.minimum(p, cv2.resize(f.hull, (res, res),
-                                                        interpolation=cv2.INTER_AREA))
-                               for p, f in zip(pred8, cut)])
-            if self.refine is not None:
-                coloured = list(self.refine(bgr, smalls, inside, batch_size=self.batch))
-            else:
-                coloured = [colour.transfer(cfg.color, *args) for args in zip(bgr, smalls, inside)]
-            coloured = [sharpen(face, cfg.sharpen) for face in coloured]
-        paste = blend.paste_seamless if cfg.blend == "seamless" else blend.paste_alpha
-
-        faces_of: dict[int, list] = {}  # frame -> its faces, pasted one after the other
-        for face, generated_face, predicted in zip(cut, coloured, pred8):
-            faces_of.setdefault(face.frame, []).append((face, generated_face, predicted))
-
-        def paste_all(frame_no: int) -> np.ndarray:
-            frame = frames[frame_no]
-            for face, generated_face, predicted in faces_of[frame_no]:
-                side = (face.size, face.size)
-                big = cv2.resize(generated_face, side, interpolation=cv2.INTER_CUBIC)
-                pred_big = cv2.resize(predicted, side, interpolation=cv2.INTER_LINEAR)
-                mask = blend.face_mask(pred_big, face.hull, cfg.erode, cfg.blur, face.size)
-                # Cubic, not bilinear: the face is enlarged again on its way into the frame
-                # (face-box sharpness 0.39 -> 0.40 on person_b -> person_a).
-                frame = paste(frame, big, mask, face.matrix, cv2.INTER_CUBIC)
-            return frame
-
-        out = list(frames)
-        with summary.timed("blend"), ThreadPoolExecutor(WORKERS) as pool:
-            for i, frame in zip(faces_of, pool.map(paste_all, faces_of)):
-                out[i] = frame
-        return out
 
 
 def _wait(job: Future | None) -> None:
@@ -273,91 +186,171 @@ def _preview(folder: Path, name: str, before: np.ndarray, after: np.ndarray, mid
     write_image(folder / f"{name}.png", side_by_side, image_text(mid))
 
 
-def convert(cfg: ConvertConfig, finder: FaceFinder | None = None,
-            loaded: tuple[SwapModel, dict] | None = None) -> ConvertSummary:
-    """Run the whole conversion: every check on input, output and model runs before the first
-    frame is read; OUTPUT appears only once complete. ``finder`` and ``loaded`` (load_model's
-    result for ``cfg.model``) let a caller that converts several times load them once."""
+def check(cfg: ConvertConfig) -> Source:
+    """Every check on the options, INPUT, OUTPUT and the model folder, before anything heavy
+    loads; the opened INPUT."""
     if cfg.detect_every < 1 or cfg.batch < 1:
         raise UserError("--detect-every and --batch must be at least 1")
     if cfg.face_index is not None and cfg.face_index < 0:
         raise UserError("--face-index counts from 0 (the largest face)")
     if not 0 <= cfg.crf <= 51:
         raise UserError(f"--crf must be within 0..51 (H.264), got {cfg.crf}")
+    if (cfg.workers is not None and cfg.workers < 1) or cfg.segment_frames < 1:
+        raise UserError("--workers and --segment-frames must be at least 1")
     if cfg.label is not None:
         try:  # burnt in on the writer thread, after the model loaded: checked here first
             clean_label(cfg.label)
         except ValueError:
             raise UserError(f"--label {cfg.label!r}: nothing to draw (printable ASCII "
                             "characters are needed)") from None
-    decoder = "b" if cfg.direction == "a2b" else "a"
+    if cfg.cluster:
+        from intracoder.convert.cluster import require_ray
+
+        require_ray()
     _model_folder(cfg.model)
     source = open_source(cfg.input, cfg.start, cfg.end)
     check_output(source, cfg.output)
-    check_model(cfg.model, decoder, cfg.direction)
-    refine = None
+    check_model(cfg.model, decoder_of(cfg), cfg.direction)
     if cfg.color == REFINER:  # Keras comes in with it, so only when asked for
-        from intracoder.refiner.apply import refine_faces, require_refiner
+        from intracoder.refiner.apply import require_refiner
 
-        refine = functools.partial(refine_faces, require_refiner(cfg.model, decoder))
-    preview_dir = Path(cfg.preview) if cfg.preview else None
-    if preview_dir:
-        preview_dir.mkdir(parents=True, exist_ok=True)
+        require_refiner(cfg.model, decoder_of(cfg))
+    return source
 
+
+def decoder_of(cfg: ConvertConfig) -> str:
+    return "b" if cfg.direction == "a2b" else "a"
+
+
+@dataclass
+class Job:
+    """What converting loads once and then uses for every frame: the model and its id, the
+    face finder, the refiner if asked for."""
+
+    cfg: ConvertConfig
+    model: SwapModel
+    state: dict
+    mid: str
+    finder: FaceFinder
+    refine: Callable[..., np.ndarray] | None = None
+
+
+def load_job(cfg: ConvertConfig, finder: FaceFinder | None = None,
+             loaded: tuple[SwapModel, dict] | None = None) -> Job:
     from intracoder.faces.extract import FaceFinder
     from intracoder.training.inference import load_model
 
+    refine = None
+    if cfg.color == REFINER:
+        from intracoder.refiner.apply import refine_faces, require_refiner
+
+        refine = functools.partial(refine_faces, require_refiner(cfg.model, decoder_of(cfg)))
     model, state = loaded or load_model(cfg.model)
-    mid = model_id(state)
-    finder = finder or FaceFinder(cfg.min_size, cfg.min_confidence)
+    return Job(cfg, model, state, model_id(state),
+               finder or FaceFinder(cfg.min_size, cfg.min_confidence), refine)
+
+
+def preview_positions(count: int) -> set[int]:
+    """Which frames (counted from the first converted) get a before/after preview."""
+    return set(np.linspace(0, count - 1, min(PREVIEWS, count)).round().astype(int).tolist())
+
+
+def convert(cfg: ConvertConfig, finder: FaceFinder | None = None,
+            loaded: tuple[SwapModel, dict] | None = None) -> ConvertSummary:
+    """Run the whole conversion: every check on input, output and model runs before the first
+    frame is read; OUTPUT appears only once complete. ``finder`` and ``loaded`` (load_model's
+    result for ``cfg.model``) let a caller that converts several times load them once. A
+    video with more than one worker (``--workers``, ``--cluster``) is converted in parts
+    (convert.segments)."""
+    from intracoder.convert.batch import convert_folder, is_video_folder
+
+    if is_video_folder(cfg.input):
+        return convert_folder(cfg, finder, loaded)
+    source = check(cfg)
+    if source.kind == "video" and (cfg.cluster or resolve_workers(cfg, source.count) > 1):
+        from intracoder.convert.segments import convert_in_parts
+
+        return convert_in_parts(cfg, source, finder, loaded)
+    job = load_job(cfg, finder, loaded)
+    start = time.perf_counter()
+    with Sink(source, cfg.output, job.mid, cfg.crf) as sink, \
+            progress(source.count, "frame", "convert") as bar:
+        summary = run_frames(job, source, sink, bar.update, sampled=preview_positions(source.count))
+        with summary.timed("encode"):
+            sink.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def resolve_workers(cfg: ConvertConfig, frames: int) -> int:
+    """--workers, or what the machine has: one worker per WORKER_CORES cores, each with its
+    share of threads (TensorFlow, OpenCV and x264 all use several), but no more than there
+    are parts of ``frames``: a worker's start-up (a model load) only pays on a long video."""
+    if cfg.workers is not None:
+        return cfg.workers
+    parts = -(-frames // cfg.segment_frames)
+    return max(1, min((os.cpu_count() or 1) // WORKER_CORES, parts))
+
+
+def run_frames(job: Job, source: Source, sink: Sink, advance: Callable[[int], object],
+               warmup: int = 0, first: int = 0, sampled: set[int] = frozenset()) -> ConvertSummary:
+    """Convert ``source`` into ``sink`` frame by frame. The first ``warmup`` frames only warm
+    the face tracker and the landmark smoothing up (a part of a video starts a little
+    before its first frame, so its faces move as in a run over the whole); ``first`` is the
+    position of the source's first frame in the whole conversion, which keeps the detector
+    on the same key frames and names the previews. ``advance(n)`` reports frames done."""
+    cfg = job.cfg
+    preview_dir = Path(cfg.preview) if cfg.preview else None
+    if preview_dir:
+        preview_dir.mkdir(parents=True, exist_ok=True)
     video = source.kind == "video"
     tracks = FaceTracks(source.fps) if video and cfg.smooth else None
-    locator = FaceLocator(finder, cfg.detect_every if video else 1, tracks)
-    swapper = FaceSwapper(model, decoder, state["face_type"], cfg, refine)
-    sampled = set(np.linspace(0, source.count - 1, min(PREVIEWS, source.count)).round().astype(int))
+    locator = FaceLocator(job.finder, cfg.detect_every if video else 1, tracks)
+    swapper = FaceSwapper(job.model, decoder_of(cfg), job.state["face_type"], cfg, job.refine)
     summary = ConvertSummary()
-    start = time.perf_counter()
     frames = source.frames()
 
     def next_chunk() -> list[tuple[str, np.ndarray]]:
         with summary.timed("decode"):
             return list(itertools.islice(frames, cfg.batch))
 
-    def write(first: int, names: list[str], before: list[np.ndarray],
+    def write(at: int, names: list[str], before: list[np.ndarray],
               after: list[np.ndarray]) -> None:
         for i, (name, frame, swapped) in enumerate(zip(names, before, after)):
             with summary.timed("mark"):
-                marked = mark_frame(swapped, mid, cfg.label)
+                marked = mark_frame(swapped, job.mid, cfg.label)
             with summary.timed("encode"):
                 sink.write(name, marked)
-            if preview_dir and first + i in sampled:
-                _preview(preview_dir, Path(name).stem, frame, marked, mid, cfg.label)
-        bar.update(len(names))
-        bar.set_postfix_str(f"{summary.faces_swapped} faces", refresh=False)
+            if preview_dir and at + i in sampled:
+                _preview(preview_dir, Path(name).stem, frame, marked, job.mid, cfg.label)
+        advance(len(names))
 
     # One chunk is marked and written on a second thread while the next is decoded, detected
-    # and swapped: marking and feeding ffmpeg take a third of a frame's time. The writer's
-    # pool is left (waiting for the chunk in hand) before the sink, so an error or Ctrl-C
-    # never discards a file that is still being written.
-    with Sink(source, cfg.output, mid, cfg.crf) as sink, \
-            progress(source.count, "frame", "convert") as bar, \
-            ThreadPoolExecutor(1) as writer:
+    # and swapped: marking and encoding take a third of a frame's time. The writer's pool is
+    # left (waiting for the chunk in hand) before the caller closes the sink, so an error or
+    # Ctrl-C never discards a file that is still being written.
+    with ThreadPoolExecutor(1) as writer:
         n, written = 0, None
         while chunk := next_chunk():
             names, images = [c[0] for c in chunk], [c[1] for c in chunk]
             with summary.timed("detect"):
-                faces = locator.locate(images, n)
+                faces = locator.locate(images, first + n)
+            warm = max(0, min(len(chunk), warmup - n))
+            at = first + n + warm  # position of the first frame written from this chunk
+            n += len(chunk)
+            for name in names[:warm]:  # warm-up frames are not written: forget their times
+                source.times.pop(name, None)
+            names, images, faces = names[warm:], images[warm:], faces[warm:]
+            if not names:
+                continue
             if cfg.face_index is not None:
                 faces = [f[cfg.face_index:cfg.face_index + 1] for f in faces]
             swapped = swapper.swap(images, faces, summary)
-            summary.frames += len(chunk)
+            summary.frames += len(names)
             summary.faces_swapped += sum(len(f) for f in faces)
             summary.frames_without_face += sum(not f for f in faces)
             _wait(written)
-            written = writer.submit(write, n, names, images, swapped)
-            n += len(chunk)
+            written = writer.submit(write, at, names, images, swapped)
         _wait(written)
-        with summary.timed("encode"):
-            sink.close()
-    summary.seconds = time.perf_counter() - start
     return summary
+

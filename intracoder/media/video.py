@@ -155,16 +155,43 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         container.close()
 
 
+def keyframes(path: str | os.PathLike) -> list[tuple[int, int]]:
+    """(frame index, pts) of every keyframe, by reading the packets (no decoding): where
+    iter_video can start without decoding from the beginning. Empty when the stream has no
+    timestamps (a raw H.264 stream), which cannot be entered part-way."""
+    p = _require_file(path)
+    container = _open(p)
+    try:
+        stream = container.streams.video[0]
+        times, keys = [], []
+        for packet in container.demux(stream):
+            if not packet.size:
+                continue
+            if packet.pts is None:
+                return []
+            times.append(packet.pts)
+            if packet.is_keyframe:
+                keys.append(packet.pts)
+    finally:
+        container.close()
+    # Packets come in decoding order; a frame's index is its rank in presentation order.
+    rank = {pts: i for i, pts in enumerate(sorted(times))}
+    return sorted((rank[pts], pts) for pts in keys)
+
+
 def iter_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
-               keep: Callable[[int], bool] | None = None) -> Iterator[DecodedFrame]:
+               keep: Callable[[int], bool] | None = None,
+               seek: tuple[int, int] | None = None) -> Iterator[DecodedFrame]:
     """Frames start..end-1 (end exclusive, None = to the end) with their timestamps, one per
     decoded frame (no rate conversion); with ``keep``, only the frames whose index it
     accepts (the others are decoded, as they must be, but never converted to BGR).
 
     Frames are counted from the first, never found by seeking to a time, which lands on the
-    wrong frame in variable-frame-rate phone videos and would shift every pasted face. A
-    file that stops decoding early raises DecodeError (a UserError) naming the frame, after
-    every frame before it has been yielded."""
+    wrong frame in variable-frame-rate phone videos and would shift every pasted face; the
+    one exception is ``seek``, a (frame index, pts) of keyframes() at or before ``start``:
+    decoding starts at that keyframe, whose index is known, and frames shown before it (an
+    open GOP's leading frames) are dropped. A file that stops decoding early raises
+    DecodeError (a UserError) naming the frame, after every frame before it was yielded."""
     if start < 0:
         raise ValueError(f"start must be >= 0, got {start}")
     p = _require_file(path)
@@ -176,10 +203,15 @@ def iter_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
         stream.thread_type = "AUTO"
         expected = stream.frames if _indexed(container) else 0
         to_bgr = Converter("bgr24", SWS_DECODE)
-        index = 0
+        index, first_pts = 0, None
+        if seek is not None and 0 < seek[0] <= start:
+            container.seek(seek[1], stream=stream, backward=True, any_frame=False)
+            index, first_pts = seek
         try:
             for packet in container.demux(stream):
                 for frame in packet.decode():
+                    if first_pts is not None and frame.pts is not None and frame.pts < first_pts:
+                        continue
                     if index >= start and (keep is None or keep(index)):
                         image = _upright(to_bgr(frame), int(frame.rotation or 0))
                         yield DecodedFrame(index, frame.pts, image)
@@ -231,7 +263,7 @@ class VideoWriter:
                  fps: str | float | Fraction, audio_from: str | os.PathLike | None = None,
                  metadata: dict | None = None, crf: int = 18, preset: str = "medium",
                  time_base: Fraction | str | None = None, clip_audio: bool = False,
-                 xmp: bytes | None = None):
+                 xmp: bytes | None = None, threads: int | None = None):
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in VIDEO_SUFFIXES:
@@ -258,6 +290,8 @@ class VideoWriter:
         self._clip_audio = clip_audio
         self._metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
         self._options = {"crf": str(int(crf)), "preset": preset}
+        if threads:  # a share of the cores, when several writers run at once
+            self._options["threads"] = str(int(threads))
         self._xmp = xmp
         self._tmp = temp_name(self.path)
         self._out = None
@@ -320,6 +354,20 @@ class VideoWriter:
         self._last_pts = at
         self.frames_written += 1
 
+    @property
+    def first_pts(self) -> int | None:
+        """The time given to the first frame written (the output starts there)."""
+        return self._first_pts
+
+    @property
+    def end_pts(self) -> int | None:
+        """Where the last frame written ends, on the same clock as first_pts: it lasts as
+        long as the one before it (or one frame at ``fps``)."""
+        if self._first_pts is None:
+            return None
+        step = self._last_step or round(1 / (self.fps * self.time_base))
+        return self._first_pts + self._last_pts + step
+
     def _source_time(self, pts: int) -> float:
         """Seconds on the source's clock of output time ``pts``."""
         return float((pts + (self._first_pts or 0)) * self.time_base)
@@ -340,8 +388,7 @@ class VideoWriter:
             for packet in self._stream.encode(None):
                 self._out.mux(packet)
             if self._audio is not None:
-                step = self._last_step or round(1 / (self.fps * self.time_base))
-                end = self._source_time(self._last_pts + step)
+                end = float(self.end_pts * self.time_base)
                 self._audio.mux_until(end if self._clip_audio else float("inf"),
                                       self._offset(), last=True)
                 self._audio.close()

@@ -1,0 +1,130 @@
+"""The face swap itself: cut each face as the training faces were cut, run the model on all
+faces of a chunk of frames at once, colour-match (or refine) the results and paste them
+back, blended, on every core."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import cv2
+import numpy as np
+
+from intracoder.convert import blend, colour
+from intracoder.convert.sharpen import sharpen
+from intracoder.faces.align import DegenerateLandmarks, alignment_matrix, transform_points
+from intracoder.faces.masks import hull_mask
+
+if TYPE_CHECKING:
+    from intracoder.convert.pipeline import ConvertConfig, ConvertSummary
+    from intracoder.models.autoencoder import SwapModel
+
+# The model's input is cut as large as the face is in the frame (then shrunk with INTER_AREA,
+# as the training faces were), up to MAX_CUT, which bounds the cost of a face filling a 4K
+# frame. Mask and paste work at no more than PASTE_SIZE (or the model's resolution if
+# larger): the generated face is no sharper than the model's resolution and the mask edge is
+# feathered, so a finer grid adds nothing but cost (person_a's 416-px face, quick model: mask
+# and alpha paste 3x cheaper at 256 px, result within 48 dB PSNR of the 416-px paste).
+MAX_CUT = 512
+PASTE_SIZE = 256
+
+
+def paste_threads() -> int:
+    """Pasting runs in OpenCV, which releases the GIL, so frames are blended on every core
+    this process may use (a segment worker of a parallel convert gets its share)."""
+    import os
+
+    return int(os.environ.get("INTRACODER_THREADS") or os.cpu_count() or 1)
+
+
+@dataclass
+class _Face:
+    frame: int  # index into the chunk
+    matrix: np.ndarray  # 2x3, frame -> paste crop of ``size`` px
+    size: int
+    small: np.ndarray  # BGR crop at the model's resolution
+    hull: np.ndarray  # face-mesh hull in the paste crop
+
+
+class FaceSwapper:
+    """Cuts faces the way the training faces were cut, runs the model on all faces of a
+    chunk of frames at once, and blends the results back in."""
+
+    def __init__(self, model: SwapModel, decoder: str, face_type: str, config: ConvertConfig,
+                 refine: Callable[..., np.ndarray] | None = None):
+        self.model, self.decoder, self.face_type, self.config = model, decoder, face_type, config
+        self.refine = refine  # refine_faces bound to a refiner: replaces colour transfer
+        self.res = model.config.resolution
+        # A fixed power of two: decode pads short batches to powers of two, so the model is
+        # traced for a handful of batch shapes however many faces each chunk holds.
+        self.batch = 1 << (max(config.batch, 1) - 1).bit_length()
+
+    def _cut(self, frame_no: int, frame: np.ndarray, landmarks: np.ndarray) -> _Face | None:
+        """The face cut out for the model; None for landmarks no alignment fits (the frame
+        keeps its own face there)."""
+        # alignment_matrix is linear in the crop size, so one fit serves every size.
+        try:
+            unit = alignment_matrix(landmarks, self.face_type, self.res)
+        except DegenerateLandmarks:
+            return None
+        in_frame = self.res / np.sqrt(abs(np.linalg.det(unit[:, :2])))
+        cut = int(np.clip(round(in_frame / 8) * 8, self.res, MAX_CUT))
+        crop = cv2.warpAffine(frame, unit * (cut / self.res), (cut, cut), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+        # INTER_AREA, as the training faces were shrunk from their crops (data/dataset.py).
+        small = cv2.resize(crop, (self.res, self.res), interpolation=cv2.INTER_AREA)
+        size = min(cut, max(PASTE_SIZE, self.res))
+        matrix = unit * (size / self.res)
+        hull = hull_mask(transform_points(landmarks, matrix), size)
+        return _Face(frame_no, matrix, size, small, hull)
+
+    def swap(self, frames: list[np.ndarray], faces: list[list[np.ndarray]],
+             summary: ConvertSummary) -> list[np.ndarray]:
+        """The frames with every listed face replaced; frames without faces are returned
+        as they are (the same objects)."""
+        cfg, res = self.config, self.res
+        with summary.timed("detect"):
+            cut = [c for c in (self._cut(i, frames[i], lm) for i, lms in enumerate(faces)
+                               for lm in lms) if c is not None]
+        if not cut:
+            return list(frames)
+        with summary.timed("model"):
+            rgb = np.stack([f.small[..., ::-1] for f in cut])
+            generated, masks = self.model.decode(rgb, self.decoder, batch_size=self.batch)
+        with summary.timed("colour"):
+            bgr = np.clip(np.rint(generated[..., ::-1] * 255.0), 0, 255).astype(np.uint8)
+            pred8 = np.clip(np.rint(masks[..., 0] * 255.0), 0, 255).astype(np.uint8)
+            smalls = np.stack([f.small for f in cut])
+            # Statistics come from where the model and the landmarks agree there is face.
+            inside = np.stack([np.minimum(p, cv2.resize(f.hull, (res, res),
+                                                        interpolation=cv2.INTER_AREA))
+                               for p, f in zip(pred8, cut)])
+            if self.refine is not None:
+                coloured = list(self.refine(bgr, smalls, inside, batch_size=self.batch))
+            else:
+                coloured = [colour.transfer(cfg.color, *args) for args in zip(bgr, smalls, inside)]
+            coloured = [sharpen(face, cfg.sharpen) for face in coloured]
+        paste = blend.paste_seamless if cfg.blend == "seamless" else blend.paste_alpha
+
+        faces_of: dict[int, list] = {}  # frame -> its faces, pasted one after the other
+        for face, generated_face, predicted in zip(cut, coloured, pred8):
+            faces_of.setdefault(face.frame, []).append((face, generated_face, predicted))
+
+        def paste_all(frame_no: int) -> np.ndarray:
+            frame = frames[frame_no]
+            for face, generated_face, predicted in faces_of[frame_no]:
+                side = (face.size, face.size)
+                big = cv2.resize(generated_face, side, interpolation=cv2.INTER_CUBIC)
+                pred_big = cv2.resize(predicted, side, interpolation=cv2.INTER_LINEAR)
+                mask = blend.face_mask(pred_big, face.hull, cfg.erode, cfg.blur, face.size)
+                # Cubic, not bilinear: the face is enlarged again on its way into the frame
+                # (face-box sharpness 0.39 -> 0.40 on person_b -> person_a).
+                frame = paste(frame, big, mask, face.matrix, cv2.INTER_CUBIC)
+            return frame
+
+        out = list(frames)
+        with summary.timed("blend"), ThreadPoolExecutor(paste_threads()) as pool:
+            for i, frame in zip(faces_of, pool.map(paste_all, faces_of)):
+                out[i] = frame
+        return out
