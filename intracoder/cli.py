@@ -26,6 +26,7 @@ COMMANDS = [
     "intracoder.commands.train_refiner",
     "intracoder.commands.verify",
     "intracoder.commands.convert",
+    "intracoder.commands.studio",
 ]
 
 # Commands that never touch Keras or TensorFlow, so they start instantly.

@@ -2,8 +2,8 @@
 
 faces -> data -> models -> training -> refiner -> convert -> metrics, with shared pieces
 (media, imaging, identity, provenance, errors, atomic writes, ...) below all of them and the
-command layer on top. Function-level imports count too: a cycle hidden in a function is
-still a cycle.
+command and studio layers on top. Function-level imports count too: a cycle hidden in a
+function is still a cycle.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1] / "intracoder"
 FLOW = ["faces", "data", "models", "training", "refiner", "convert", "metrics"]
 SHARED = {"errors", "atomic", "quiet", "progress", "config", "media", "imaging", "identity",
           "provenance", "samples", "__init__"}
-TOP = {"commands", "cli", "demo", "__main__"}
+TOP = {"commands", "cli", "demo", "studio", "__main__"}
 
 
 def _package(path: Path) -> str:

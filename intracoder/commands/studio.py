@@ -1,0 +1,38 @@
+"""`intracoder studio`: the local web app over the workspace (intracoder/studio)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from intracoder.config import add_arguments, from_args
+
+
+def add_parser(sub) -> None:
+    from intracoder.studio.config import StudioConfig
+
+    p = sub.add_parser(
+        "studio", help="a local web app: clean facesets, watch training, tune a conversion",
+        description="Serve the studio for the folders under --workspace: faceset grids with "
+        "sort/drop/restore, training started and watched in the page, a frame-by-frame "
+        "convert tuner whose per-scene settings convert --settings reuses, and the evaluate "
+        "report. Nothing is loaded from the internet.")
+    add_arguments(p, StudioConfig)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from intracoder.studio.config import StudioConfig, check
+
+    config = from_args(StudioConfig, args)
+    check(config)
+    if config.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: the studio is reachable from other machines on {config.host}; it "
+              "can read and write everything under the workspace and has no login",
+              file=sys.stderr)
+    from intracoder.studio.server import serve
+
+    print(f"intracoder studio on http://{config.host}:{config.port}/ (workspace "
+          f"{config.workspace}); Ctrl-C stops it", file=sys.stderr)
+    serve(config)
+    return 0

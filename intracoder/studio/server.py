@@ -1,0 +1,216 @@
+"""`intracoder studio`: the HTTP side. FastAPI serves one page of our own (static/) and a JSON
+API over the same functions the CLI calls: faceset sorting and dropping, the train command
+as a background job, convert's single-frame preview and its settings file, evaluate's
+report. Everything it reads or writes is under the workspace folder.
+
+FastAPI over Gradio: a page of our own needs no web fonts or scripts from a CDN (Gradio's
+default theme loads its fonts from Google), the pinned dependencies are three small
+packages instead of Gradio's dozens, and the page can show a full-resolution frame pair
+the moment it is ready.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+from fastapi import Body, FastAPI, Query
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from intracoder.errors import UserError
+from intracoder.studio import workspace as ws
+from intracoder.studio.config import StudioConfig
+from intracoder.studio.jobs import Job
+
+STATIC = Path(__file__).with_name("static")
+
+
+def _png(image: np.ndarray) -> Response:
+    ok, data = cv2.imencode(".png", image)
+    if not ok:
+        raise UserError("could not encode the image")
+    return Response(data.tobytes(), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+class Previews:
+    """Loaded convert jobs (model + detector), one per model folder: the first frame of a
+    model takes a model load, every later one only the frame's own work."""
+
+    def __init__(self):
+        self._jobs: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def frame(self, model: Path, video: Path, index: int, settings: dict):
+        from intracoder.convert.pipeline import ConvertConfig, load_job
+        from intracoder.convert.preview import preview_frame
+        from intracoder.convert.settings import Settings
+
+        with self._lock:  # one frame at a time: the model and the tracker are shared
+            key = str(model)
+            if key not in self._jobs:
+                self._jobs[key] = load_job(ConvertConfig(input=str(video), output="",
+                                                         model=str(model)))
+            return preview_frame(self._jobs[key], video, index, Settings.from_dict(settings))
+
+
+def create_app(config: StudioConfig) -> FastAPI:
+    root = Path(config.workspace).resolve()
+    app = FastAPI(title="intracoder studio", docs_url=None, redoc_url=None)
+    previews = Previews()
+
+    @app.exception_handler(UserError)
+    async def user_error(request, exc: UserError):
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def other_error(request, exc: Exception):
+        # A bug still gets one line in the page; its traceback goes to the studio's stderr.
+        import traceback
+
+        traceback.print_exception(exc)
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"},
+                            status_code=500)
+
+    def inside(path: str, kind: str = "path") -> Path:
+        return ws.inside(root, path, kind)
+
+    @app.get("/api/workspace")
+    def workspace():
+        return ws.listing(root)
+
+    # --- facesets -------------------------------------------------------------------------
+    @app.get("/api/faceset")
+    def faceset(dir: str):
+        return ws.faceset_rows(inside(dir, "faceset"))
+
+    @app.get("/api/faceset/crop")
+    def crop(dir: str, name: str, size: int = 96):
+        return _png(ws.thumbnail(inside(dir, "faceset"), name, size))
+
+    @app.get("/api/faceset/plots.png")
+    def plots(dir: str):
+        return Response(ws.distribution_png(inside(dir, "faceset")), media_type="image/png",
+                        headers={"Cache-Control": "no-store"})
+
+    @app.post("/api/faceset/sort")
+    def sort(body: dict = Body(...)):
+        from intracoder.faces.sort import sort_faces
+
+        result = sort_faces(inside(body["dir"], "faceset"), body.get("by", "blur"))
+        return {"names": result.names, "seconds": result.seconds}
+
+    @app.post("/api/faceset/drop")
+    def drop(body: dict = Body(...)):
+        from intracoder.faces.sort import drop_names
+
+        return {"dropped": drop_names(inside(body["dir"], "faceset"), body["names"])}
+
+    @app.post("/api/faceset/restore")
+    def restore(body: dict = Body(...)):
+        from intracoder.faces.sort import restore
+
+        return {"restored": restore(inside(body["dir"], "faceset"), body.get("names"))}
+
+    # --- training -------------------------------------------------------------------------
+    def train_job(model: Path) -> Job:
+        return Job(model / ".studio" / "train")
+
+    @app.post("/api/train/start")
+    def train_start(body: dict = Body(...)):
+        model = inside(body["model"], "new")
+        args = ["train", "--a", str(inside(body["a"], "faceset")),
+                "--b", str(inside(body["b"], "faceset")), "--model", str(model)]
+        for key in ("preset", "minutes", "iterations", "preview_every"):
+            if body.get(key) not in (None, ""):
+                args += [f"--{key.replace('_', '-')}", str(body[key])]
+        train_job(model).start(args)
+        return {"started": True}
+
+    @app.post("/api/train/stop")
+    def train_stop(body: dict = Body(...)):
+        train_job(inside(body["model"], "model")).stop()
+        return {"stopped": True}
+
+    @app.get("/api/train/status")
+    def train_status(model: str):
+        folder = inside(model, "new")
+        return {**train_job(folder).status().to_dict(), **ws.model_summary(folder)}
+
+    @app.get("/api/model/image")
+    def model_image(model: str, name: str):
+        if name not in ("preview.png", "loss.png"):
+            raise UserError(f"{name}: not a model image")
+        path = inside(model, "model") / name
+        if not path.is_file():
+            raise UserError(f"{path.name} is not written yet (the first preview comes after "
+                            "--preview-every iterations)")
+        return FileResponse(path, headers={"Cache-Control": "no-store"})
+
+    # --- convert --------------------------------------------------------------------------
+    @app.get("/api/convert/info")
+    def convert_info(video: str, model: str):
+        return ws.convert_info(inside(video, "video"), inside(model, "model"))
+
+    @app.get("/api/convert/frame.png")
+    def convert_frame(video: str, model: str, frame: int, which: str = "after",
+                      settings: str = Query("{}")):
+        import json
+
+        before, after = previews.frame(inside(model, "model"), inside(video, "video"), frame,
+                                       json.loads(settings))
+        return _png(before if which == "before" else after)
+
+    @app.post("/api/convert/apply_from")
+    def apply_from(body: dict = Body(...)):
+        return ws.apply_from(inside(body["model"], "model"), int(body["frame"]),
+                             body.get("settings", {}))
+
+    def render_job(output: Path) -> Job:
+        return Job(output.with_name(f".{output.name}.studio"))
+
+    @app.post("/api/convert/render")
+    def render(body: dict = Body(...)):
+        model, video = inside(body["model"], "model"), inside(body["video"], "video")
+        output = inside(body["output"], "new")
+        args = ["convert", "--model", str(model), str(video), str(output)]
+        settings = ws.settings_path(model)
+        if settings.is_file():
+            args += ["--settings", str(settings)]
+        render_job(output).start(args)
+        return {"started": True}
+
+    @app.get("/api/convert/status")
+    def render_status(output: str):
+        return render_job(inside(output, "new")).status().to_dict()
+
+    # --- report ---------------------------------------------------------------------------
+    def report_job(swapped: Path) -> Job:
+        return Job(swapped.with_name(f".{swapped.name}.report"))
+
+    @app.post("/api/report/start")
+    def report_start(body: dict = Body(...)):
+        swapped = inside(body["swapped"], "video")
+        args = ["evaluate", "--model", str(inside(body["model"], "model")),
+                "--source", str(inside(body["source"], "video")), "--swapped", str(swapped),
+                "--report", str(ws.report_dir(swapped))]
+        report_job(swapped).start(args)
+        return {"started": True, "url": ws.report_url(root, swapped)}
+
+    @app.get("/api/report/status")
+    def report_status(swapped: str):
+        path = inside(swapped, "video")
+        return {**report_job(path).status().to_dict(), "url": ws.report_url(root, path),
+                "ready": (ws.report_dir(path) / "index.html").is_file()}
+
+    app.mount("/files", StaticFiles(directory=root), name="files")
+    app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
+    return app
+
+
+def serve(config: StudioConfig) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="warning")

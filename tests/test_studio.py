@@ -1,0 +1,221 @@
+"""`intracoder studio`: its API over a real workspace (FastAPI's TestClient, always), and the
+page in a real browser (headless chromium through selenium, where they are installed): each
+tab, the frame slider and erode change the preview, which matches what convert writes for
+that frame; starting and stopping training leaves a loadable checkpoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from intracoder.media import video  # noqa: E402
+from intracoder.samples import render_clip  # noqa: E402
+from intracoder.studio.config import StudioConfig  # noqa: E402
+from intracoder.studio.server import create_app  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "out" / "test-artifacts" / "studio"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, facesets, quick_model):
+    root = tmp_path_factory.mktemp("studio")
+    shutil.copytree(facesets[0], root / "faces_a")
+    shutil.copytree(facesets[1], root / "faces_b")
+    shutil.copytree(quick_model, root / "model")
+    with video.VideoWriter(root / "clip.mp4", 256, 256, 25) as writer:
+        for frame in render_clip("grace_hopper", n_frames=12, size=256, seed=7).frames:
+            writer.write(frame)
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(workspace):
+    return TestClient(create_app(StudioConfig(workspace=str(workspace))))
+
+
+def _decode(response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    return cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_the_workspace_lists_facesets_models_and_videos(client):
+    ws = client.get("/api/workspace").json()
+    assert ws["facesets"] == ["faces_a", "faces_b"] and ws["models"] == ["model"]
+    assert ws["videos"] == ["clip.mp4"]
+
+
+def test_a_bad_input_is_the_cli_line_not_a_trace(client, workspace):
+    (workspace / "empty").mkdir(exist_ok=True)
+    r = client.get("/api/faceset", params={"dir": "empty"})
+    assert r.status_code == 400 and r.json() == {
+        "error": "empty: a folder without faces (extract some first)"}
+    r = client.get("/api/convert/info", params={"video": "clip.mp4", "model": "faces_a"})
+    assert r.status_code == 400 and "not a trained model folder" in r.json()["error"]
+    r = client.get("/api/faceset", params={"dir": "../.."})
+    assert r.status_code == 400 and "outside the workspace" in r.json()["error"]
+
+
+def test_drop_and_restore_from_the_page(client, workspace):
+    rows = client.get("/api/faceset", params={"dir": "faces_a"}).json()["faces"]
+    names = [rows[0]["name"], rows[1]["name"]]
+    assert client.post("/api/faceset/drop", json={"dir": "faces_a", "names": names}).status_code == 200
+    after = client.get("/api/faceset", params={"dir": "faces_a"}).json()
+    assert len(after["faces"]) == len(rows) - 2 and sorted(after["dropped"]) == sorted(names)
+    assert (workspace / "faces_a" / "_dropped" / names[0]).is_file()
+    client.post("/api/faceset/restore", json={"dir": "faces_a"})
+    assert len(client.get("/api/faceset", params={"dir": "faces_a"}).json()["faces"]) == len(rows)
+    crop = _decode(client.get("/api/faceset/crop", params={"dir": "faces_a", "name": names[0]}))
+    assert crop.shape == (96, 96, 3) and crop.std() > 10
+
+
+def test_the_previewed_frame_is_what_convert_writes(client, workspace):
+    from intracoder.convert.pipeline import ConvertConfig, convert
+
+    settings = {"erode": 20.0}
+    frame = 5
+    shown = _decode(client.get("/api/convert/frame.png", params={
+        "video": "clip.mp4", "model": "model", "frame": frame, "settings": json.dumps(settings)}))
+    other = _decode(client.get("/api/convert/frame.png", params={
+        "video": "clip.mp4", "model": "model", "frame": frame,
+        "settings": json.dumps({"erode": 0.0})}))
+    assert np.abs(shown.astype(int) - other).mean() > 0.05, "erode changes the frame"
+    keys = client.post("/api/convert/apply_from", json={"model": "model", "frame": 0,
+                                                        "settings": settings}).json()
+    assert keys["keyframes"][0]["frame"] == 0
+    out = workspace / "rendered.mp4"
+    convert(ConvertConfig(input=str(workspace / "clip.mp4"), output=str(out),
+                          model=str(workspace / "model"), crf=0,
+                          settings=str(workspace / "model" / "convert_settings.json")))
+    written = list(video.iter_frames(out))[frame]
+    mse = np.mean((written.astype(float) - shown.astype(float)) ** 2)
+    # crf 0 is lossless in YUV, not in BGR: the round trip through 4:2:0 costs ~40 dB.
+    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) > 35
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(workspace):
+    import uvicorn
+
+    port = _free_port()
+    app = create_app(StudioConfig(workspace=str(workspace), port=port))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not shutil.which("chromedriver") or not (shutil.which("chromium")
+                                                or shutil.which("chromium-browser")):
+        pytest.skip("chromium and chromium-driver are not installed (apt-get install "
+                    "chromium chromium-driver)")
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1400,1000"):
+        options.add_argument(arg)
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    driver = webdriver.Chrome(options=options, service=service)
+    yield driver
+    driver.quit()
+
+
+def _wait(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError("timed out")
+
+
+def _image_bytes(driver, element_id: str) -> bytes:
+    src = driver.find_element("id", element_id).get_attribute("src")
+    import urllib.request
+
+    with urllib.request.urlopen(src) as r:
+        return r.read()
+
+
+def test_every_tab_in_a_real_browser(server, browser, workspace):
+    from selenium.webdriver.support.ui import Select
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.get(server)
+    _wait(lambda: browser.find_elements("css selector", "#fs-grid figure"))
+    browser.save_screenshot(str(ARTIFACTS / "facesets.png"))
+    assert len(browser.find_elements("css selector", "#fs-grid figure")) == 12
+
+    browser.find_element("id", "tab-convert").click()
+    Select(browser.find_element("id", "cv-model")).select_by_visible_text("model")
+    browser.find_element("id", "cv-open").click()
+    _wait(lambda: browser.find_element("id", "cv-after").get_attribute("naturalWidth") not in
+          (None, "0"))
+    first = _image_bytes(browser, "cv-after")
+    slider = browser.find_element("id", "cv-frame")
+    browser.execute_script("arguments[0].value = 6; arguments[0].dispatchEvent(new Event('input'))",
+                           slider)
+    _wait(lambda: "frame=6" in browser.find_element("id", "cv-after").get_attribute("src"))
+    moved = _image_bytes(browser, "cv-after")
+    assert moved != first, "the slider shows another frame"
+    erode = browser.find_element("id", "cv-erode")
+    erode.clear()
+    erode.send_keys("30")
+    browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", erode)
+    _wait(lambda: "%22erode%22%3A30" in browser.find_element("id", "cv-after").get_attribute("src"))
+    eroded = _image_bytes(browser, "cv-after")
+    assert eroded != moved, "erode changes the preview"
+    time.sleep(1)
+    browser.save_screenshot(str(ARTIFACTS / "convert.png"))
+
+    browser.find_element("id", "tab-training").click()
+    browser.save_screenshot(str(ARTIFACTS / "training.png"))
+    browser.find_element("id", "tab-report").click()
+    browser.save_screenshot(str(ARTIFACTS / "report.png"))
+    assert not browser.find_element("id", "error").is_displayed()
+
+
+def test_training_started_and_stopped_from_the_studio_is_loadable(client, workspace):
+    from intracoder.training.inference import load_model
+
+    r = client.post("/api/train/start", json={"a": "faces_a", "b": "faces_b",
+                                              "model": "trained", "preset": "quick",
+                                              "minutes": 5, "preview_every": 5})
+    assert r.status_code == 200, r.text
+    status = _wait(lambda: (s := client.get("/api/train/status",
+                                            params={"model": "trained"}).json())
+                   and s.get("done") and s["done"] >= 3 and s, timeout=240)
+    assert status["running"] and status["rate"]
+    client.post("/api/train/stop", json={"model": "trained"})
+    final = client.get("/api/train/status", params={"model": "trained"}).json()
+    assert not final["running"] and final["returncode"] == 0, final
+    model, state = load_model(workspace / "trained")
+    assert state["iteration"] >= 3
