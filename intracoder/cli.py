@@ -19,6 +19,7 @@ from intracoder.errors import UserError  # noqa: E402
 COMMANDS = [
     "intracoder.commands.extract",
     "intracoder.commands.inspect",
+    "intracoder.commands.sort",
     "intracoder.commands.demo",
     "intracoder.commands.evaluate",
     "intracoder.commands.train",
@@ -30,7 +31,7 @@ COMMANDS = [
 ]
 
 # Commands that never touch Keras or TensorFlow, so they start instantly.
-LIGHT_COMMANDS = {"inspect", "verify"}
+LIGHT_COMMANDS = {"inspect", "sort", "verify"}
 
 
 def build_parser() -> argparse.ArgumentParser:

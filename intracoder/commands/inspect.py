@@ -1,4 +1,5 @@
-"""`intracoder inspect PATH`: the metadata of one crop, or a summary of a faceset folder."""
+"""`intracoder inspect PATH`: the metadata of one crop, or a summary of a faceset folder
+(``--sheet FILE.png``: and a contact sheet of its crops)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ def add_parser(sub) -> None:
     p.add_argument("path", help="an extracted face crop, or a folder of them")
     p.add_argument("--landmarks", action="store_true",
                    help="include the 468 landmarks of a single crop (long)")
+    p.add_argument("--sheet", metavar="FILE.png",
+                   help="a folder: also draw its crops (in the order of the last `sort`) "
+                   "labelled with blur and yaw into a contact sheet")
+    p.add_argument("--columns", type=int, default=8, help="contact sheet columns (default: 8)")
+    p.add_argument("--limit", type=int, default=400,
+                   help="at most this many crops on the sheet; 0: all (default: 400)")
     p.set_defaults(func=run)
 
 
@@ -31,6 +38,7 @@ def _stats(values: list[float]) -> dict:
 
 def summarise(folder: Path) -> dict:
     from intracoder.faces.faceset import FacesetIndex, list_faces, read_meta
+    from intracoder.faces.sort import DROPPED
 
     files = list_faces(folder)
     index = FacesetIndex(folder)
@@ -44,6 +52,7 @@ def summarise(folder: Path) -> dict:
         rows.append(row)
     if not rows:
         raise UserError(f"{folder}: no extracted faces in this folder")
+    dropped = folder / DROPPED
     return {
         "folder": str(folder),
         "count": len(rows),
@@ -54,6 +63,8 @@ def summarise(folder: Path) -> dict:
         "yaw": _stats([r["yaw"] for r in rows]),
         "pitch": _stats([r["pitch"] for r in rows]),
         "roll": _stats([r["roll"] for r in rows]),
+        "order": (index.data.get("order") or {}).get("by"),
+        "dropped": len(list_faces(dropped)) if dropped.is_dir() else 0,
     }
 
 
@@ -61,8 +72,15 @@ def run(args: argparse.Namespace) -> int:
     from intracoder.faces.faceset import read_meta
 
     path = Path(args.path)
+    if args.sheet and not path.is_dir():
+        raise UserError(f"--sheet needs a folder of faces; {path} is not one")
     if path.is_dir():
         out = summarise(path)
+        if args.sheet:
+            from intracoder.faces.sheet import contact_sheet
+
+            sheet = contact_sheet(path, args.sheet, columns=args.columns, limit=args.limit or None)
+            out["sheet"] = {"path": str(sheet.path), "shown": len(sheet.shown)}
     elif path.exists():
         out = dataclasses.asdict(read_meta(path))
         if not args.landmarks:
