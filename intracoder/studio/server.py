@@ -97,22 +97,30 @@ def create_app(config: StudioConfig) -> FastAPI:
 
     @app.post("/api/faceset/sort")
     def sort(body: dict = Body(...)):
-        from intracoder.faces.sort import sort_faces
+        from intracoder.faces.sort import sort_faces, write_order
 
-        result = sort_faces(inside(body["dir"], "faceset"), body.get("by", "blur"))
+        folder = inside(body["dir"], "faceset")
+        result = sort_faces(folder, body.get("by", "blur"))
+        write_order(folder, result)
         return {"names": result.names, "seconds": result.seconds}
 
     @app.post("/api/faceset/drop")
     def drop(body: dict = Body(...)):
-        from intracoder.faces.sort import drop_names
+        from intracoder.faces.sort import move_to_dropped
 
-        return {"dropped": drop_names(inside(body["dir"], "faceset"), body["names"])}
+        folder = inside(body["dir"], "faceset")
+        names = [str(n) for n in body.get("names", [])]
+        bad = [n for n in names if Path(n).name != n or not (folder / n).is_file()]
+        if bad or not names:
+            raise UserError(f"{bad[0]}: no such crop in {folder.name}" if bad
+                            else "select the faces to drop first")
+        return {"dropped": move_to_dropped(folder, names)}
 
     @app.post("/api/faceset/restore")
     def restore(body: dict = Body(...)):
         from intracoder.faces.sort import restore
 
-        return {"restored": restore(inside(body["dir"], "faceset"), body.get("names"))}
+        return {"restored": restore(inside(body["dir"], "faceset"))}
 
     # --- training -------------------------------------------------------------------------
     def train_job(model: Path) -> Job:
