@@ -233,7 +233,7 @@ def test_every_face_or_the_chosen_one(swap, finder, tmp_path, monkeypatch):
 def test_interrupted_convert_leaves_nothing(source, swap, tmp_path, monkeypatch):
     calls = []
 
-    def failing(self, frames, faces, summary):
+    def failing(self, frames, faces, summary, settings=None):
         calls.append(1)
         if len(calls) > 1:
             raise KeyboardInterrupt

@@ -78,6 +78,22 @@ def face_mask(pred_mask: np.ndarray | None, hull_mask: np.ndarray | None, erode_
     return mask
 
 
+def scaled_matrix(matrix: np.ndarray, scale: float, size: int) -> np.ndarray:
+    """``matrix`` (frame -> crop of ``size`` px) changed so that what the crop holds lands
+    in the frame ``scale`` times as large about the crop's centre: the face and its mask
+    grow or shrink together, about the point the alignment centres the face on (as
+    DeepFaceLab's output face scale). Scale 1 returns ``matrix`` itself."""
+    if scale == 1:
+        return matrix
+    c = (size - 1) / 2.0  # pixel centres: the crop's middle, at any size
+    m = np.asarray(matrix, np.float64).reshape(2, 3)
+    # crop point q shows at frame point M^-1 (c + s (q - c)), so frame -> crop is
+    # q = c + (M p - c) / s.
+    out = m / scale
+    out[:, 2] += c * (1.0 - 1.0 / scale)
+    return out
+
+
 def paste_region(frame_shape: tuple[int, ...], mask: np.ndarray, matrix: np.ndarray,
                  pad: int = 2) -> tuple[int, int, int, int] | None:
     """Frame rectangle (x0, y0, x1, y1), end-exclusive, that the nonzero part of the

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
-from intracoder.convert.colour import COLOUR_MODES
 from intracoder.convert.media import Sink, Source, check_output, open_source
+from intracoder.convert.settings import (BLENDS, COLOURS, MASK_MODES, REFINER, Settings,
+                                         SettingsFile, check_config, schedule, with_settings)
 from intracoder.convert.smoothing import FaceLocator, FaceTracks
 from intracoder.convert.swap import FaceSwapper
 from intracoder.errors import UserError
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 STAGES = ("decode", "detect", "model", "colour", "blend", "mark", "encode")
 PREVIEWS = 8  # side-by-side previews, spread evenly over the frames
 WORKER_CORES = 4  # cores per worker process when --workers is not given
-REFINER = "refiner"  # the --color choice that runs the model folder's refiner net
+_DEFAULT = Settings()  # the per-frame options' defaults live in one place
 
 
 @dataclass(frozen=True)
@@ -53,32 +54,39 @@ class ConvertConfig:
     model: str | None = field(default=None, metadata={"help": "trained model folder (required)"})
     direction: str = field(default="a2b", metadata={
         "choices": ["a2b", "b2a"], "help": "a2b: faces of person A become B; b2a: the reverse"})
-    color: str = field(default="rct", metadata={
-        "choices": [*sorted(COLOUR_MODES), REFINER],
+    color: str = field(default=_DEFAULT.color, metadata={
+        "choices": list(COLOURS),
         "help": f"colour transfer onto the destination face; {REFINER}: the model's trained "
                 "colour/super-resolution net (intracoder train-refiner)"})
-    blend: str = field(default="seamless", metadata={
-        "choices": ["seamless", "alpha"], "help": "Poisson (seamless) or plain alpha blending"})
+    blend: str = field(default=_DEFAULT.blend, metadata={
+        "choices": list(BLENDS), "help": "Poisson (seamless) or plain alpha blending"})
     # 1.0: on person_b -> person_a (15-minute quick model) identity distance 0.369 -> 0.355
     # and face-box sharpness 0.40 -> 0.42; 1.5 and 2.0 sharpen more but draw bright halos
     # along the brows and eyes (docs/quality.md).
-    sharpen: float = field(default=1.0, metadata={
+    sharpen: float = field(default=_DEFAULT.sharpen, metadata={
         "help": "unsharp-mask amount on the generated face before pasting, at one pixel of "
                 "the model's output (0: off)"})
-    erode: float = field(default=8.0, metadata={
+    erode: float = field(default=_DEFAULT.erode, metadata={
         "help": "shrink the mask by this many pixels of a 256-px face (negative grows it)"})
-    blur: float = field(default=16.0, metadata={
+    blur: float = field(default=_DEFAULT.blur, metadata={
         "help": "feather the mask edge over this many pixels of a 256-px face"})
+    face_scale: float = field(default=_DEFAULT.face_scale, metadata={
+        "help": "scale the pasted face (and its mask) about the centre of its aligned crop, "
+                "e.g. 0.9..1.1 to fit a narrower or wider head"})
+    mask: str = field(default=_DEFAULT.mask, metadata={
+        "choices": list(MASK_MODES),
+        "help": "blend mask: predicted = the model's mask within the landmark hull, hull = "
+                "the hull only, predicted-only = the model's mask only"})
     start: int = field(default=0, metadata={"help": "first frame (video) or image (folder)"})
     end: int | None = field(default=None, metadata={
         "help": "frame or image to stop before; none: to the end"})
-    face_index: int | None = field(default=None, metadata={
+    face_index: int | None = field(default=_DEFAULT.face_index, metadata={
         "help": "swap only the Nth largest face of each frame, 0 = largest; none: all"})
     label: str | None = field(default=None, metadata={
         "help": "also burn this visible label into every frame (the invisible mark is always on)"})
     preview: str | None = field(default=None, metadata={
         "help": "folder for side-by-side before/after PNGs of sampled frames"})
-    smooth: bool = field(default=True, metadata={"help": "smooth landmarks over time (video)"})
+    smooth: bool = field(default=_DEFAULT.smooth, metadata={"help": "smooth landmarks over time (video)"})
     detect_every: int = field(default=8, metadata={
         "help": "run the face detector on every Nth video frame and track faces with the "
                 "face mesh in between (1: detect on every frame)"})
@@ -96,6 +104,12 @@ class ConvertConfig:
                 "cluster) or local (a Ray cluster on this machine); needs intracoder[cluster]"})
     segment_frames: int = field(default=600, metadata={
         "help": "frames per part when converting in parts (each part is resumed whole)"})
+    settings: str | None = field(default=None, metadata={
+        "help": "keyframed per-scene settings (JSON, as the studio saves it in "
+                "MODEL/convert_settings.json); its keyframes win over the flags above"})
+    # The settings file's content (convert.settings.with_settings): it travels inside the
+    # config to worker processes and Ray tasks, and into a resume's plan.
+    settings_json: str | None = field(default=None, metadata={"cli": False})
 
 
 @dataclass
@@ -207,11 +221,13 @@ def check(cfg: ConvertConfig) -> Source:
         from intracoder.convert.cluster import require_ray
 
         require_ray()
+    check_config(cfg)
+    plan = schedule(cfg)  # a bad settings file fails here, before anything loads
     _model_folder(cfg.model)
     source = open_source(cfg.input, cfg.start, cfg.end)
     check_output(source, cfg.output)
     check_model(cfg.model, decoder_of(cfg), cfg.direction)
-    if cfg.color == REFINER:  # Keras comes in with it, so only when asked for
+    if uses_refiner(plan, cfg.start):  # Keras comes in with it, so only when asked for
         from intracoder.refiner.apply import require_refiner
 
         require_refiner(cfg.model, decoder_of(cfg))
@@ -220,6 +236,10 @@ def check(cfg: ConvertConfig) -> Source:
 
 def decoder_of(cfg: ConvertConfig) -> str:
     return "b" if cfg.direction == "a2b" else "a"
+
+
+def uses_refiner(plan: SettingsFile, start: int = 0) -> bool:
+    return any(s.color == REFINER for s in plan.in_use(start))
 
 
 @dataclass
@@ -240,14 +260,21 @@ def load_job(cfg: ConvertConfig, finder: FaceFinder | None = None,
     from intracoder.faces.extract import FaceFinder
     from intracoder.training.inference import load_model
 
-    refine = None
-    if cfg.color == REFINER:
+    model, state = loaded or load_model(cfg.model)
+    job = Job(cfg, model, state, model_id(state),
+              finder or FaceFinder(cfg.min_size, cfg.min_confidence))
+    if uses_refiner(schedule(cfg), cfg.start):
+        load_refiner(job)
+    return job
+
+
+def load_refiner(job: Job) -> None:
+    """Give ``job`` the model folder's refiner, once (a UserError if it has none)."""
+    if job.refine is None:
         from intracoder.refiner.apply import refine_faces, require_refiner
 
-        refine = functools.partial(refine_faces, require_refiner(cfg.model, decoder_of(cfg)))
-    model, state = loaded or load_model(cfg.model)
-    return Job(cfg, model, state, model_id(state),
-               finder or FaceFinder(cfg.min_size, cfg.min_confidence), refine)
+        job.refine = functools.partial(refine_faces, require_refiner(job.cfg.model,
+                                                                     decoder_of(job.cfg)))
 
 
 def preview_positions(count: int) -> set[int]:
@@ -264,6 +291,7 @@ def convert(cfg: ConvertConfig, finder: FaceFinder | None = None,
     (convert.segments)."""
     from intracoder.convert.batch import convert_folder, is_video_folder
 
+    cfg = with_settings(cfg)
     if is_video_folder(cfg.input):
         return convert_folder(cfg, finder, loaded)
     source = check(cfg)
@@ -293,19 +321,26 @@ def resolve_workers(cfg: ConvertConfig, frames: int) -> int:
 
 
 def run_frames(job: Job, source: Source, sink: Sink, advance: Callable[[int], object],
-               warmup: int = 0, first: int = 0, sampled: set[int] = frozenset()) -> ConvertSummary:
+               warmup: int = 0, first: int = 0, sampled: set[int] = frozenset(),
+               plan: SettingsFile | None = None) -> ConvertSummary:
     """Convert ``source`` into ``sink`` frame by frame. The first ``warmup`` frames only warm
     the face tracker and the landmark smoothing up (a part of a video starts a little
     before its first frame, so its faces move as in a run over the whole); ``first`` is the
     position of the source's first frame in the whole conversion, which keeps the detector
-    on the same key frames and names the previews. ``advance(n)`` reports frames done."""
+    on the same key frames and names the previews. ``advance(n)`` reports frames done.
+    Each frame gets ``plan.settings_at`` its frame number (default: the config's settings
+    file, or its options)."""
     cfg = job.cfg
+    plan = plan or schedule(cfg)
     preview_dir = Path(cfg.preview) if cfg.preview else None
     if preview_dir:
         preview_dir.mkdir(parents=True, exist_ok=True)
     video = source.kind == "video"
-    tracks = FaceTracks(source.fps) if video and cfg.smooth else None
-    locator = FaceLocator(job.finder, cfg.detect_every if video else 1, tracks)
+    # The One-Euro filter runs over every video frame whether or not a frame's settings
+    # smooth, so a scene that turns smoothing on gets the landmarks an always-smoothed run
+    # has there; a scene with it off gets the raw ones.
+    tracks = FaceTracks(source.fps) if video else None
+    locator = FaceLocator(job.finder, cfg.detect_every if video else 1)
     swapper = FaceSwapper(job.model, decoder_of(cfg), job.state["face_type"], cfg, job.refine)
     summary = ConvertSummary()
     frames = source.frames()
@@ -333,19 +368,27 @@ def run_frames(job: Job, source: Source, sink: Sink, advance: Callable[[int], ob
         n, written = 0, None
         while chunk := next_chunk():
             names, images = [c[0] for c in chunk], [c[1] for c in chunk]
+            # Settings by frame number (the video's, not counted from --start): a chunk
+            # that spans a keyframe is swapped with each frame's own, in one model batch.
+            settings = [plan.settings_at(cfg.start + first + n + i) for i in range(len(chunk))]
             with summary.timed("detect"):
                 faces = locator.locate(images, first + n)
+                if tracks is not None:
+                    smoothed = [tracks.update(f, first + n + i) for i, f in enumerate(faces)]
+                    faces = [s if own.smooth else f
+                             for f, s, own in zip(faces, smoothed, settings)]
             warm = max(0, min(len(chunk), warmup - n))
             at = first + n + warm  # position of the first frame written from this chunk
             n += len(chunk)
             for name in names[:warm]:  # warm-up frames are not written: forget their times
                 source.times.pop(name, None)
             names, images, faces = names[warm:], images[warm:], faces[warm:]
+            settings = settings[warm:]
             if not names:
                 continue
-            if cfg.face_index is not None:
-                faces = [f[cfg.face_index:cfg.face_index + 1] for f in faces]
-            swapped = swapper.swap(images, faces, summary)
+            faces = [f if s.face_index is None else f[s.face_index:s.face_index + 1]
+                     for f, s in zip(faces, settings)]
+            swapped = swapper.swap(images, faces, summary, settings)
             summary.frames += len(names)
             summary.faces_swapped += sum(len(f) for f in faces)
             summary.frames_without_face += sum(not f for f in faces)

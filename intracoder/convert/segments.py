@@ -32,7 +32,8 @@ from intracoder.provenance.xmp import xmp_packet
 
 PLAN = "plan.json"
 # Options that do not change a converted pixel: a resume may change them freely.
-_NOT_IN_PLAN = {"input", "output", "preview", "workers", "cluster"}
+_NOT_IN_PLAN = {"input", "output", "preview", "workers", "cluster", "settings"}
+# ("settings" is the file's path; its content, settings_json, is in the plan.)
 
 
 @dataclass(frozen=True)

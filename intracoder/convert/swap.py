@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import cv2
 import numpy as np
 
 from intracoder.convert import blend, colour
+from intracoder.convert.settings import REFINER, Settings
 from intracoder.convert.sharpen import sharpen
 from intracoder.faces.align import DegenerateLandmarks, alignment_matrix, transform_points
 from intracoder.faces.masks import hull_mask
@@ -80,10 +81,16 @@ class FaceSwapper:
         return _Face(frame_no, matrix, size, small, hull)
 
     def swap(self, frames: list[np.ndarray], faces: list[list[np.ndarray]],
-             summary: ConvertSummary) -> list[np.ndarray]:
+             summary: ConvertSummary,
+             settings: Settings | Sequence[Settings] | None = None) -> list[np.ndarray]:
         """The frames with every listed face replaced; frames without faces are returned
-        as they are (the same objects)."""
-        cfg, res = self.config, self.res
+        as they are (the same objects). ``settings``: one for all frames or one per frame
+        (default: the config's); the model runs once on every face whatever they are."""
+        res = self.res
+        if settings is None:
+            settings = Settings.from_config(self.config)
+        if isinstance(settings, Settings):
+            settings = [settings] * len(frames)
         with summary.timed("detect"):
             cut = [c for c in (self._cut(i, frames[i], lm) for i, lms in enumerate(faces)
                                for lm in lms) if c is not None]
@@ -96,31 +103,31 @@ class FaceSwapper:
             bgr = np.clip(np.rint(generated[..., ::-1] * 255.0), 0, 255).astype(np.uint8)
             pred8 = np.clip(np.rint(masks[..., 0] * 255.0), 0, 255).astype(np.uint8)
             smalls = np.stack([f.small for f in cut])
-            # Statistics come from where the model and the landmarks agree there is face.
+            # Statistics come from where the model and the landmarks agree there is face,
+            # whatever the blend mask: the colour must not change with it.
             inside = np.stack([np.minimum(p, cv2.resize(f.hull, (res, res),
                                                         interpolation=cv2.INTER_AREA))
                                for p, f in zip(pred8, cut)])
-            if self.refine is not None:
-                coloured = list(self.refine(bgr, smalls, inside, batch_size=self.batch))
-            else:
-                coloured = [colour.transfer(cfg.color, *args) for args in zip(bgr, smalls, inside)]
-            coloured = [sharpen(face, cfg.sharpen) for face in coloured]
-        paste = blend.paste_seamless if cfg.blend == "seamless" else blend.paste_alpha
+            coloured = self._colour(bgr, smalls, inside, [settings[f.frame] for f in cut])
 
         faces_of: dict[int, list] = {}  # frame -> its faces, pasted one after the other
         for face, generated_face, predicted in zip(cut, coloured, pred8):
             faces_of.setdefault(face.frame, []).append((face, generated_face, predicted))
 
         def paste_all(frame_no: int) -> np.ndarray:
-            frame = frames[frame_no]
+            frame, own = frames[frame_no], settings[frame_no]
+            paste = blend.paste_seamless if own.blend == "seamless" else blend.paste_alpha
             for face, generated_face, predicted in faces_of[frame_no]:
                 side = (face.size, face.size)
                 big = cv2.resize(generated_face, side, interpolation=cv2.INTER_CUBIC)
                 pred_big = cv2.resize(predicted, side, interpolation=cv2.INTER_LINEAR)
-                mask = blend.face_mask(pred_big, face.hull, cfg.erode, cfg.blur, face.size)
+                mask = blend.face_mask(None if own.mask == "hull" else pred_big,
+                                       None if own.mask == "predicted-only" else face.hull,
+                                       own.erode, own.blur, face.size)
+                matrix = blend.scaled_matrix(face.matrix, own.face_scale, face.size)
                 # Cubic, not bilinear: the face is enlarged again on its way into the frame
                 # (face-box sharpness 0.39 -> 0.40 on person_b -> person_a).
-                frame = paste(frame, big, mask, face.matrix, cv2.INTER_CUBIC)
+                frame = paste(frame, big, mask, matrix, cv2.INTER_CUBIC)
             return frame
 
         out = list(frames)
@@ -128,3 +135,22 @@ class FaceSwapper:
             for i, frame in zip(faces_of, pool.map(paste_all, faces_of)):
                 out[i] = frame
         return out
+
+    def _colour(self, bgr: np.ndarray, smalls: np.ndarray, inside: np.ndarray,
+                settings: list[Settings]) -> list[np.ndarray]:
+        """Each generated face colour-matched (or refined) and sharpened by its own
+        settings; the refined ones in one batch."""
+        coloured: list[np.ndarray | None] = [None] * len(bgr)
+        refined = [i for i, s in enumerate(settings) if s.color == REFINER]
+        if refined:
+            if self.refine is None:
+                raise ValueError("a refiner colour mode needs the swapper's refine function "
+                                 "(pipeline.load_refiner)")
+            out = self.refine(bgr[refined], smalls[refined], inside[refined],
+                              batch_size=self.batch)
+            for i, face in zip(refined, out):
+                coloured[i] = face
+        for i, s in enumerate(settings):
+            if coloured[i] is None:
+                coloured[i] = colour.transfer(s.color, bgr[i], smalls[i], inside[i])
+        return [sharpen(face, s.sharpen) for face, s in zip(coloured, settings)]
