@@ -26,6 +26,7 @@ _PROGRESS = re.compile(r"(?P<done>\d+)(?:/(?P<total>\d+))?(?:it| \w+)?\s*"
                        r"\[(?P<elapsed>[\d:]+)(?:<(?P<left>[\d:?]+))?,\s*(?P<rate>[\d.?]+)\s*"
                        r"(?P<unit>[\w/]+)")
 _ERROR = re.compile(r"^intracoder: (error|interrupted).*$", re.M)
+_STARTED: dict[int, subprocess.Popen] = {}  # jobs this process started, to reap them
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Job:
         self.pid_file = self.folder / "pid"
         self.log_file = self.folder / "log.txt"
         self.rc_file = self.folder / "returncode"
+        self.child_file = self.folder / "command.pid"
 
     def start(self, args: list[str]) -> None:
         """Run ``intracoder ARGS`` in the background (one at a time per job folder)."""
@@ -56,31 +58,34 @@ class Job:
             raise RuntimeError("already running")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.rc_file.unlink(missing_ok=True)
+        self.child_file.unlink(missing_ok=True)
         (self.folder / "command.json").write_text(json.dumps(args))
         log = open(self.log_file, "wb")
-        # A small wrapper records the exit code, so a finished job is told from a crashed one
-        # after the studio itself restarted.
-        code = ("import subprocess, sys; rc = subprocess.call([sys.executable, '-m', "
-                f"'intracoder', *{args!r}]); open({str(self.rc_file)!r}, 'w').write(str(rc))")
+        # A small wrapper records the command's pid (what stop signals) and its exit code, so
+        # a finished job is told from a crashed one after the studio itself restarted.
+        code = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-m', "
+                f"'intracoder', *{args!r}]); open({str(self.child_file)!r}, 'w')"
+                ".write(str(p.pid)); rc = p.wait(); "
+                f"open({str(self.rc_file)!r}, 'w').write(str(rc))")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.pop("INTRACODER_NO_PROGRESS", None)  # the log's progress line is the status
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=log,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         log.close()
         self.pid_file.write_text(str(proc.pid))
-        self._proc = proc
+        _STARTED[proc.pid] = proc
 
-    def _pid(self) -> int | None:
+    def _pid(self, file: Path | None = None) -> int | None:
         try:
-            return int(self.pid_file.read_text())
+            return int((file or self.pid_file).read_text())
         except (OSError, ValueError):
             return None
 
     def _alive(self, pid: int | None) -> bool:
         if pid is None:
             return False
-        proc = getattr(self, "_proc", None)
-        if proc is not None and proc.pid == pid:
+        proc = _STARTED.get(pid)
+        if proc is not None:  # started by this studio: poll() also reaps it
             return proc.poll() is None
         try:
             os.kill(pid, 0)
@@ -93,7 +98,15 @@ class Job:
         pid = self._pid()
         if not self._alive(pid):
             return
-        os.killpg(pid, signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while self._pid(self.child_file) is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # the wrapper has not started the command yet
+        child = self._pid(self.child_file)
+        if child is not None:
+            try:
+                os.kill(child, signal.SIGINT)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + wait
         while self._alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)

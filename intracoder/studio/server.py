@@ -46,14 +46,13 @@ class Previews:
     def frame(self, model: Path, video: Path, index: int, settings: dict):
         from intracoder.convert.pipeline import ConvertConfig, load_job
         from intracoder.convert.preview import preview_frame
-        from intracoder.convert.settings import Settings
 
         with self._lock:  # one frame at a time: the model and the tracker are shared
             key = str(model)
             if key not in self._jobs:
                 self._jobs[key] = load_job(ConvertConfig(input=str(video), output="",
                                                          model=str(model)))
-            return preview_frame(self._jobs[key], video, index, Settings.from_dict(settings))
+            return preview_frame(self._jobs[key], video, index, ws.settings_from(settings))
 
 
 def create_app(config: StudioConfig) -> FastAPI:

@@ -15,7 +15,6 @@ from intracoder.errors import UserError
 from intracoder.faces.faceset import INDEX_NAME, FacesetIndex, list_faces
 from intracoder.media.video import VIDEO_SUFFIXES, probe
 
-SETTINGS = "convert_settings.json"  # the keyframed convert settings, in the model folder
 _READ_VIDEO = {*VIDEO_SUFFIXES, ".avi", ".webm", ".ts"}
 
 
@@ -114,27 +113,45 @@ def model_summary(folder: Path) -> dict:
 
 
 def settings_path(model: Path) -> Path:
-    return model / SETTINGS
+    from intracoder.convert.settings import default_path
+
+    return default_path(model)
+
+
+def settings_from(values: dict):
+    """The page's controls as convert Settings; one line for a bad value."""
+    import dataclasses
+
+    from intracoder.convert.settings import KEYS, Settings
+
+    unknown = sorted(set(values) - set(KEYS))
+    if unknown:
+        raise UserError(f"unknown convert setting {unknown[0]!r}")
+    settings = dataclasses.replace(Settings(), **values)
+    for key, why in settings.problems():
+        raise UserError(f"{key.replace('_', ' ')} {why}")
+    return settings
 
 
 def convert_info(video: Path, model: Path) -> dict:
     from intracoder.convert.settings import SettingsFile
 
     info = probe(video)
-    keys = SettingsFile.load(settings_path(model)).to_dict() \
-        if settings_path(model).is_file() else None
+    path = settings_path(model)
+    keys = SettingsFile.load(path).to_json() if path.is_file() else None
     return {"frames": info.frame_count, "fps": info.fps, "width": info.width,
             "height": info.height, "settings": keys}
 
 
-def apply_from(model: Path, frame: int, settings: dict) -> dict:
-    from intracoder.convert.settings import Settings, SettingsFile
+def apply_from(model: Path, frame: int, values: dict) -> dict:
+    """"Apply from this frame on": the keyframe written into the model's settings file."""
+    from intracoder.convert.settings import SettingsFile
 
     path = settings_path(model)
     keys = SettingsFile.load(path) if path.is_file() else SettingsFile()
-    keys = keys.apply_from(frame, Settings.from_dict(settings))
+    keys.apply_from(frame, settings_from(values))
     keys.save(path)
-    return keys.to_dict()
+    return keys.to_json()
 
 
 def report_dir(swapped: Path) -> Path:
