@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -105,6 +104,36 @@ def test_the_previewed_frame_is_what_convert_writes(client, workspace):
     assert mse == 0 or 10 * np.log10(255 ** 2 / mse) > 35
 
 
+def test_training_started_and_stopped_from_the_studio_is_loadable(client, workspace):
+    from intracoder.training.inference import load_model
+
+    r = client.post("/api/train/start", json={"a": "faces_a", "b": "faces_b",
+                                              "model": "trained", "preset": "quick",
+                                              "minutes": 5, "preview_every": 5})
+    assert r.status_code == 200, r.text
+    status = _wait(lambda: (s := client.get("/api/train/status",
+                                            params={"model": "trained"}).json())
+                   and s.get("done") and s["done"] >= 3 and s, timeout=240)
+    assert status["running"] and status["rate"]
+    client.post("/api/train/stop", json={"model": "trained"})
+    final = client.get("/api/train/status", params={"model": "trained"}).json()
+    assert not final["running"] and final["returncode"] == 0, final
+    model, state = load_model(workspace / "trained")
+    assert state["iteration"] >= 3
+
+
+def test_the_report_of_a_conversion(client, workspace):
+    r = client.post("/api/report/start", json={"model": "model", "source": "clip.mp4",
+                                               "swapped": "rendered.mp4"})
+    assert r.status_code == 200, r.text
+    status = _wait(lambda: (s := client.get("/api/report/status",
+                                            params={"swapped": "rendered.mp4"}).json())
+                   and not s["running"] and s, timeout=300)
+    assert status["returncode"] == 0 and status["ready"], status
+    page = client.get(status["url"])
+    assert page.status_code == 200 and "<table>" in page.text
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -171,6 +200,8 @@ def test_every_tab_in_a_real_browser(server, browser, workspace):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.get(server)
     _wait(lambda: browser.find_elements("css selector", "#fs-grid figure"))
+    _wait(lambda: browser.execute_script(
+        "return [...document.images].filter(i => i.src).every(i => i.complete && i.naturalWidth)"))
     browser.save_screenshot(str(ARTIFACTS / "facesets.png"))
     assert len(browser.find_elements("css selector", "#fs-grid figure")) == 12
 
@@ -197,25 +228,18 @@ def test_every_tab_in_a_real_browser(server, browser, workspace):
     browser.save_screenshot(str(ARTIFACTS / "convert.png"))
 
     browser.find_element("id", "tab-training").click()
+    model = browser.find_element("id", "tr-model")
+    model.clear()
+    model.send_keys("trained")  # the run the training test started and stopped
+    _wait(lambda: browser.find_element("id", "tr-loss-img").get_attribute("naturalWidth")
+          not in (None, "0"))
+    _wait(lambda: "saved iteration" in browser.find_element("id", "tr-status").text)
     browser.save_screenshot(str(ARTIFACTS / "training.png"))
     browser.find_element("id", "tab-report").click()
+    Select(browser.find_element("id", "rp-model")).select_by_visible_text("model")
+    Select(browser.find_element("id", "rp-source")).select_by_visible_text("clip.mp4")
+    Select(browser.find_element("id", "rp-swapped")).select_by_visible_text("rendered.mp4")
+    _wait(lambda: browser.find_element("id", "rp-frame").get_attribute("src"))
+    time.sleep(2)  # the report's images
     browser.save_screenshot(str(ARTIFACTS / "report.png"))
     assert not browser.find_element("id", "error").is_displayed()
-
-
-def test_training_started_and_stopped_from_the_studio_is_loadable(client, workspace):
-    from intracoder.training.inference import load_model
-
-    r = client.post("/api/train/start", json={"a": "faces_a", "b": "faces_b",
-                                              "model": "trained", "preset": "quick",
-                                              "minutes": 5, "preview_every": 5})
-    assert r.status_code == 200, r.text
-    status = _wait(lambda: (s := client.get("/api/train/status",
-                                            params={"model": "trained"}).json())
-                   and s.get("done") and s["done"] >= 3 and s, timeout=240)
-    assert status["running"] and status["rate"]
-    client.post("/api/train/stop", json={"model": "trained"})
-    final = client.get("/api/train/status", params={"model": "trained"}).json()
-    assert not final["running"] and final["returncode"] == 0, final
-    model, state = load_model(workspace / "trained")
-    assert state["iteration"] >= 3

@@ -20,6 +20,7 @@ async function api(path, body) {
 }
 
 const query = (params) => new URLSearchParams(params).toString();
+const round = (value, digits) => (value === null || value === undefined ? "-" : Number(value).toFixed(digits));
 
 function fill(selector, values) {
   for (const select of document.querySelectorAll(selector)) {
@@ -54,8 +55,8 @@ async function showFaceset() {
   const data = await api(`/api/faceset?${query({dir})}`);
   selected.clear();
   $("fs-grid").innerHTML = data.faces.map((f) =>
-    `<figure data-name="${f.name}"><img loading="lazy" src="/api/faceset/crop?${query({dir, name: f.name})}">` +
-    `<figcaption>blur ${f.blur ?? "-"} yaw ${f.yaw ?? "-"}</figcaption></figure>`).join("");
+    `<figure data-name="${f.name}"><img src="/api/faceset/crop?${query({dir, name: f.name})}">` +
+    `<figcaption>blur ${round(f.blur, 0)} yaw ${round(f.yaw, 1)}</figcaption></figure>`).join("");
   $("fs-summary").textContent = `${data.faces.length} faces, ${data.dropped.length} dropped` +
     (data.order ? `, sorted by ${data.order}` : "");
   $("fs-plots").src = `/api/faceset/plots.png?${query({dir})}&t=${Date.now()}`;
