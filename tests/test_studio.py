@@ -104,6 +104,39 @@ def test_the_previewed_frame_is_what_convert_writes(client, workspace):
     assert mse == 0 or 10 * np.log10(255 ** 2 / mse) > 35
 
 
+def test_rendering_from_the_studio_uses_the_tuned_settings(client, workspace):
+    # Tuned on three frames, then rendered by the page's button: the same file as the CLI's
+    # convert --settings with those keyframes.
+    for frame, erode in ((0, 20.0), (4, 0.0), (8, 30.0)):
+        client.post("/api/convert/apply_from", json={"model": "model", "frame": frame,
+                                                     "settings": {"erode": erode}})
+    r = client.post("/api/convert/render", json={"model": "model", "video": "clip.mp4",
+                                                 "output": "studio.mp4"})
+    assert r.status_code == 200, r.text
+    status = _wait(lambda: (s := client.get("/api/convert/status",
+                                            params={"output": "studio.mp4"}).json())
+                   and not s["running"] and s, timeout=240)
+    assert status["returncode"] == 0, status
+    from intracoder.convert.pipeline import ConvertConfig, convert
+
+    cli = workspace / "cli.mp4"
+    convert(ConvertConfig(input=str(workspace / "clip.mp4"), output=str(cli),
+                          model=str(workspace / "model"),
+                          settings=str(workspace / "model" / "convert_settings.json")))
+    for a, b in zip(video.iter_frames(workspace / "studio.mp4"), video.iter_frames(cli)):
+        mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
+        assert mse == 0 or 10 * np.log10(255 ** 2 / mse) > 40
+    assert video.probe(workspace / "studio.mp4").frame_count == 12
+
+
+def test_the_studio_command_checks_its_workspace(capsys, tmp_path):
+    from intracoder.cli import main
+
+    assert main(["studio", "--workspace", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"intracoder: error: {tmp_path / 'nowhere'}: workspace folder not found"
+
+
 def test_training_started_and_stopped_from_the_studio_is_loadable(client, workspace):
     from intracoder.training.inference import load_model
 
