@@ -236,9 +236,16 @@ def test_every_tab_in_a_real_browser(server, browser, workspace):
     _wait(lambda: browser.execute_script(
         "return [...document.images].filter(i => i.src).every(i => i.complete && i.naturalWidth)"))
     browser.save_screenshot(str(ARTIFACTS / "facesets.png"))
-    assert len(browser.find_elements("css selector", "#fs-grid figure")) == 12
+    figures = browser.find_elements("css selector", "#fs-grid figure")
+    assert len(figures) == 12
+    browser.find_element("id", "fs-min-blur").send_keys("100000")  # hides every face
+    assert not any(f.is_displayed() for f in figures)
+    browser.find_element("id", "fs-min-blur").clear()
+    browser.execute_script("document.getElementById('fs-min-blur').dispatchEvent(new Event('input'))")
+    assert all(f.is_displayed() for f in figures)
 
     browser.find_element("id", "tab-convert").click()
+    Select(browser.find_element("id", "cv-video")).select_by_visible_text("clip.mp4")
     Select(browser.find_element("id", "cv-model")).select_by_visible_text("model")
     browser.find_element("id", "cv-open").click()
     _wait(lambda: browser.find_element("id", "cv-after").get_attribute("naturalWidth") not in
@@ -257,6 +264,17 @@ def test_every_tab_in_a_real_browser(server, browser, workspace):
     _wait(lambda: "%22erode%22%3A30" in browser.find_element("id", "cv-after").get_attribute("src"))
     eroded = _image_bytes(browser, "cv-after")
     assert eroded != moved, "erode changes the preview"
+    # What the page shows is what convert writes for that frame with those settings.
+    from intracoder.convert.pipeline import ConvertConfig, convert
+
+    out = workspace / "browser_check.mp4"
+    convert(ConvertConfig(input=str(workspace / "clip.mp4"), output=str(out),
+                          model=str(workspace / "model"), crf=0, erode=30.0, end=7))
+    shown = cv2.imdecode(np.frombuffer(eroded, np.uint8), cv2.IMREAD_COLOR)
+    written = list(video.iter_frames(out))[6]
+    mse = np.mean((written.astype(float) - shown.astype(float)) ** 2)
+    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) > 35  # crf 0: lossless in YUV only
+    out.unlink()
     time.sleep(1)
     browser.save_screenshot(str(ARTIFACTS / "convert.png"))
 

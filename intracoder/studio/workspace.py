@@ -54,16 +54,20 @@ def listing(root: Path) -> dict:
 def faceset_rows(folder: Path) -> dict:
     index = FacesetIndex(folder)
     names = [p.name for p in list_faces(folder)]
-    order = index.data.get("order", {}).get("names")
+    sort = index.data.get("order", {})
+    order = sort.get("names")
+    # The last sort's score of each face (for an identity sort: its distance to the set).
+    score = dict(zip(order or [], sort.get("scores") or []))
     if order:  # the sorted order first, crops it does not know at the end
         known = set(names)
         names = [n for n in order if n in known] + [n for n in names if n not in set(order)]
     rows = []
     for name in names:
         row = index.data["faces"].get(name, {})
+        identity = score.get(name) if sort.get("by") == "identity" else None
         rows.append({"name": name, "blur": row.get("blur"), "yaw": row.get("yaw"),
                      "pitch": row.get("pitch"),
-                     "identity": row.get("identity_distance", row.get("score"))})
+                     "identity": row.get("identity_distance", identity)})
     dropped = sorted(p.name for p in (folder / "_dropped").glob("*")) \
         if (folder / "_dropped").is_dir() else []
     return {"faces": rows, "dropped": dropped,

@@ -53,10 +53,14 @@ async function showFaceset() {
   const dir = $("fs-dir").value;
   if (!dir) return;
   const data = await api(`/api/faceset?${query({dir})}`);
+  rows = Object.fromEntries(data.faces.map((f) => [f.name, f]));
   selected.clear();
   $("fs-grid").innerHTML = data.faces.map((f) =>
     `<figure data-name="${f.name}"><img src="/api/faceset/crop?${query({dir, name: f.name})}">` +
-    `<figcaption>blur ${round(f.blur, 0)} yaw ${round(f.yaw, 1)}</figcaption></figure>`).join("");
+    `<figcaption>blur ${round(f.blur, 0)} yaw ${round(f.yaw, 1)}` +
+    (f.identity === null || f.identity === undefined ? "" : ` id ${round(f.identity, 2)}`) +
+    `</figcaption></figure>`).join("");
+  filterGrid();
   $("fs-summary").textContent = `${data.faces.length} faces, ${data.dropped.length} dropped` +
     (data.order ? `, sorted by ${data.order}` : "");
   $("fs-plots").src = `/api/faceset/plots.png?${query({dir})}&t=${Date.now()}`;
@@ -69,6 +73,19 @@ $("fs-grid").addEventListener("click", (event) => {
   if (selected.has(name)) selected.delete(name); else selected.add(name);
   figure.classList.toggle("selected");
 });
+// Filter: hide faces blurrier than "min blur" or turned further than "max |yaw|" (shown
+// only; nothing moves until "Drop selected").
+let rows = {};
+function filterGrid() {
+  const minBlur = Number($("fs-min-blur").value || 0), maxYaw = Number($("fs-max-yaw").value || 1e9);
+  for (const figure of document.querySelectorAll("#fs-grid figure")) {
+    const f = rows[figure.dataset.name] || {};
+    const hide = (f.blur !== null && f.blur < minBlur) || (f.yaw !== null && Math.abs(f.yaw) > maxYaw);
+    figure.style.display = hide ? "none" : "";
+  }
+}
+$("fs-min-blur").addEventListener("input", filterGrid);
+$("fs-max-yaw").addEventListener("input", filterGrid);
 $("fs-dir").addEventListener("change", showFaceset);
 $("fs-sort").addEventListener("click", async () => {
   await api("/api/faceset/sort", {dir: $("fs-dir").value, by: $("fs-by").value});
