@@ -113,9 +113,7 @@ def test_rendering_from_the_studio_uses_the_tuned_settings(client, workspace):
     r = client.post("/api/convert/render", json={"model": "model", "video": "clip.mp4",
                                                  "output": "studio.mp4"})
     assert r.status_code == 200, r.text
-    status = _wait(lambda: (s := client.get("/api/convert/status",
-                                            params={"output": "studio.mp4"}).json())
-                   and not s["running"] and s, timeout=240)
+    status = _finished(client, "/api/convert/status", {"output": "studio.mp4"}, 240)
     assert status["returncode"] == 0, status
     from intracoder.convert.pipeline import ConvertConfig, convert
 
@@ -159,9 +157,7 @@ def test_the_report_of_a_conversion(client, workspace):
     r = client.post("/api/report/start", json={"model": "model", "source": "clip.mp4",
                                                "swapped": "rendered.mp4"})
     assert r.status_code == 200, r.text
-    status = _wait(lambda: (s := client.get("/api/report/status",
-                                            params={"swapped": "rendered.mp4"}).json())
-                   and not s["running"] and s, timeout=300)
+    status = _finished(client, "/api/report/status", {"swapped": "rendered.mp4"}, 300)
     assert status["returncode"] == 0 and status["ready"], status
     page = client.get(status["url"])
     assert page.status_code == 200 and "<table>" in page.text
@@ -217,6 +213,12 @@ def _wait(condition, timeout=60.0):
             return value
         time.sleep(0.25)
     raise AssertionError("timed out")
+
+
+def _finished(client, path: str, params: dict, timeout: float) -> dict:
+    """The status of a studio job once it has stopped running."""
+    return _wait(lambda: (s := client.get(path, params=params).json()) and not s["running"]
+                 and s, timeout=timeout)
 
 
 def _image_bytes(driver, element_id: str) -> bytes:

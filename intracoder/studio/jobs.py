@@ -130,9 +130,9 @@ class Job:
             status.total = int(m["total"]) if m["total"] else None
             status.rate = f"{m['rate']} {m['unit']}"
             status.left = m["left"]
-        errors = _ERROR.findall(text) and _ERROR.search(text[text.rfind("intracoder: "):])
+        errors = [m.group(0) for m in _ERROR.finditer(text)]
         if rc not in (None, 0) and errors:
-            status.message = errors.group(0)
+            status.message = errors[-1]  # the command's own one-line error
         return status
 
 
