@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if hasattr(args, "backend"):  # train and pretrain: Keras reads it once, at import
+            from intracoder.training.backend import select_backend
+
+            select_backend(args.backend or "auto")
         if args.command not in LIGHT_COMMANDS:
             from intracoder.quiet import import_backend
 

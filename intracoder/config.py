@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
         if f.name in skip or f.metadata.get("cli") is False:
             continue
         tp, item = _base_type(hints[f.name])
+        tp = f.metadata.get("type", tp)  # a parser of its own (e.g. a number or "auto")
         help_ = f.metadata.get("help", "")
         choices = f.metadata.get("choices")
         if f.metadata.get("positional"):

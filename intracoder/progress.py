@@ -9,8 +9,9 @@ import sys
 from tqdm import tqdm
 
 
-def progress(total: int | None, unit: str, desc: str, **kwargs) -> tqdm:
-    disable = os.environ.get("INTRACODER_NO_PROGRESS") == "1"
+def progress(total: int | None, unit: str, desc: str, quiet: bool = False, **kwargs) -> tqdm:
+    """A progress bar on stderr; ``quiet`` (or INTRACODER_NO_PROGRESS=1) hides it."""
+    disable = quiet or os.environ.get("INTRACODER_NO_PROGRESS") == "1"
     return tqdm(total=total, unit=unit, desc=desc, dynamic_ncols=True, file=sys.stderr,
                 disable=disable, mininterval=0.5, **kwargs)
 

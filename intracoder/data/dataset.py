@@ -2,10 +2,11 @@
 
 Crops are resized to the model resolution at load, so an iteration only augments. Batch
 ``i`` is a pure function of (seed, i): a resumed run sees exactly the batches an
-uninterrupted run would have, and the batches can be built in any order on any thread.
-Every random choice of a batch comes from its own generator seeded with
-(seed, side, iteration, stream), so switching one option on (yaw balancing, colour
-matching) changes no other choice.
+uninterrupted run would have, and the batches can be built in any order on any thread or
+process. Every random choice for face k of a batch comes from its own generator seeded
+with (seed, side, iteration, stream, k), so switching one option on (yaw balancing, colour
+matching) changes no other choice, and any rows of a batch can be made without the others
+(``part``: each process of a multi-machine run makes only its own rows).
 
 Two DeepFaceLab options act here rather than in augmentation.py because they need the
 whole faceset: ``uniform_yaw`` (draw head poses evenly instead of as often as the footage
@@ -35,7 +36,7 @@ from intracoder.imaging.colour_transfer import COLOUR_MODES, transfer
 
 Batch = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
 
-# Sub-seeds of a batch's generators: default_rng([seed, side, iteration, stream]).
+# Sub-seeds of a face's generators: default_rng([seed, side, iteration, stream, k]).
 _AUGMENT_STREAM = 1  # augmentation of the batch's faces (as it has always been)
 _CT_STREAM = 2  # which A face each B face takes its colours from
 _YAW_STREAM = 3  # yaw-balanced choice of the faces
@@ -207,11 +208,14 @@ class PairDataset:
     each B face onto a random A face before augmentation, with the part of the two face
     masks they share as the statistics selection; colours only, the geometry and the mask
     are B's own.
+
+    ``part`` = (lo, hi): batches hold only rows lo..hi-1 of the global batch of
+    ``batch_size`` faces per side, equal to those rows of the whole batch.
     """
 
     def __init__(self, a: FaceSet, b: FaceSet, batch_size: int, settings: AugmentSettings,
                  seed: int = 0, priority: bool = False, *, uniform_yaw: bool = False,
-                 ct_mode: str = "none") -> None:
+                 ct_mode: str = "none", part: tuple[int, int] | None = None) -> None:
         ct_mode = ct_mode or "none"
         if ct_mode not in COLOUR_MODES:
             raise UserError(f"unknown colour transfer mode {ct_mode!r} for training; "
@@ -219,8 +223,12 @@ class PairDataset:
         if ct_mode != "none" and a.images.shape[1:3] != b.images.shape[1:3]:
             raise ValueError(f"faces of A are {a.images.shape[1:3]} and of B "
                              f"{b.images.shape[1:3]}: colour matching needs one size")
+        lo, hi = part or (0, batch_size)
+        if not 0 <= lo < hi <= batch_size:
+            raise ValueError(f"part {part} is not a range of rows of a batch of {batch_size}")
         self.sides = (a, b)
         self.batch_size = batch_size
+        self.rows = range(lo, hi)
         self.settings = settings
         self.seed = seed
         self.priority = priority
@@ -230,6 +238,16 @@ class PairDataset:
         self._bins = tuple(self._balancing_bins(faces) for faces in self.sides)
         self._warp_off_from: int | None = None
         self._orders = EpochOrders((seed,))
+
+    @property
+    def local_batch_size(self) -> int:
+        """Faces per side in the batches this dataset makes (its ``part``)."""
+        return len(self.rows)
+
+    @property
+    def warp_off_iteration(self) -> int | None:
+        """The iteration from which batches are made without the random warp, or None."""
+        return self._warp_off_from
 
     def warp_off_from(self, iteration: int | None) -> None:
         """Draw batches from ``iteration`` on without the random warp, whatever the settings
@@ -246,28 +264,29 @@ class PairDataset:
     def _order(self, side: int, epoch: int) -> np.ndarray:
         return self._orders.order((side, epoch), len(self.sides[side]))
 
+    def _rng(self, side: int, iteration: int, stream: int, k: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, side, iteration, stream, k])
+
     def indices(self, side: int, iteration: int) -> list[int]:
+        """The faces of this dataset's rows of batch ``iteration``."""
         bins = self._bins[side]
         if bins is not None:
-            return self._balanced_indices(bins, side, iteration)
+            return [self._balanced_index(bins, side, iteration, k) for k in self.rows]
         n = len(self.sides[side])
         first = iteration * self.batch_size
-        return [int(self._order(side, k // n)[k % n])
-                for k in range(first, first + self.batch_size)]
+        return [int(self._order(side, (first + k) // n)[(first + k) % n]) for k in self.rows]
 
-    def _balanced_indices(self, bins: list[np.ndarray], side: int,
-                          iteration: int) -> list[int]:
+    def _balanced_index(self, bins: list[np.ndarray], side: int, iteration: int,
+                        k: int) -> int:
         """A bin uniformly over the non-empty ones, then a face uniformly inside it."""
-        rng = np.random.default_rng([self.seed, side, iteration, _YAW_STREAM])
-        which = rng.integers(len(bins), size=self.batch_size)
-        sizes = np.array([len(b) for b in bins])
-        within = rng.integers(0, sizes[which])
-        return [int(bins[b][k]) for b, k in zip(which, within)]
+        rng = self._rng(side, iteration, _YAW_STREAM, k)
+        chosen = bins[int(rng.integers(len(bins)))]
+        return int(chosen[int(rng.integers(len(chosen)))])
 
     def colour_references(self, iteration: int) -> list[int]:
         """The A face whose colours each B face of batch ``iteration`` takes (ct_mode)."""
-        rng = np.random.default_rng([self.seed, 1, iteration, _CT_STREAM])
-        return [int(j) for j in rng.integers(len(self.sides[0]), size=self.batch_size)]
+        return [int(self._rng(1, iteration, _CT_STREAM, k).integers(len(self.sides[0])))
+                for k in self.rows]
 
     def _colour_matched(self, indices: list[int], iteration: int) -> list[np.ndarray]:
         """B's faces ``indices`` with the colours of random A faces (ct_mode). The colour
@@ -282,7 +301,6 @@ class PairDataset:
 
     def side_batch(self, side: int, iteration: int) -> tuple[np.ndarray, ...]:
         faces = self.sides[side]
-        rng = np.random.default_rng([self.seed, side, iteration, _AUGMENT_STREAM])
         settings = self.settings
         if self._warp_off_from is not None and iteration >= self._warp_off_from:
             settings = _WarpOff(settings)
@@ -292,8 +310,9 @@ class PairDataset:
             images = self._colour_matched(indices, iteration)
         else:
             images = [faces.images[i] for i in indices]
-        for i, image in zip(indices, images):
+        for k, i, image in zip(self.rows, indices, images):
             hulls = faces.hulls[i] if self.priority else None
+            rng = self._rng(side, iteration, _AUGMENT_STREAM, k)
             for column, array in zip(columns, augment(image, faces.masks[i], rng,
                                                       settings, hulls)):
                 column.append(array)

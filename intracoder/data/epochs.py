@@ -24,6 +24,13 @@ class EpochOrders:
         self._orders: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        """Pickled (to a worker process) as its seed only: the cache and lock stay here."""
+        return {"seed": self.seed, "keep": self.keep}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["seed"], state["keep"])
+
     def order(self, key: tuple[int, ...], n: int) -> np.ndarray:
         with self._lock:
             found = self._orders.get(key)

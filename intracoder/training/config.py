@@ -11,11 +11,14 @@ ignoring it would train something other than what the user asked for.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from intracoder.errors import UserError
+from intracoder.training.backend import BACKENDS
 from intracoder.models.config import ARCHS, PRESETS, LossConfig, ModelConfig
 from intracoder.models.config import preset as model_preset
 from intracoder.training.phase import PHASE_FIELDS
@@ -35,9 +38,19 @@ PRESET_RECIPES: dict[str, dict[str, Any]] = {
     "df256": {"batch_size": 8, "lr": 5e-5, "optimizer": "adam", "gan_dims": 16},
 }
 
+AUTO = "auto"  # --batch-size auto: found by trying (training/autobatch.py)
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 LOSS_FIELDS = tuple(f.name for f in dataclasses.fields(LossConfig))
 _LOSS = LossConfig()
+
+
+def _batch_size(value: str) -> int | str:
+    if value == AUTO:
+        return AUTO
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: a number of faces, or auto") from None
 
 
 def _run(help_: str, **extra: Any) -> dict:
@@ -65,7 +78,19 @@ class TrainConfig:
     minutes: float | None = field(default=None, metadata=_run("stop after this many minutes"))
     resume: bool = field(default=False, metadata=_run(
         "require an existing model folder instead of creating one"))
-    workers: int = field(default=2, metadata=_run("threads that augment batches"))
+    backend: str = field(default="auto", metadata=_run(
+        "Keras backend (or set KERAS_BACKEND); auto: JAX when a GPU is visible to it, else "
+        "TensorFlow", choices=list(BACKENDS)))
+    devices: str = field(default="1", metadata=_run(
+        "train data-parallel over this many devices of each process, or all (JAX backend "
+        "only: Keras 3.15's torch and TensorFlow backends cannot distribute this model); "
+        "--batch-size is per device, the peak rate scales with the square root of the count"))
+    pipeline: str = field(default="auto", metadata=_run(
+        "how batches are augmented: worker threads (no start-up, share one core's GIL) or "
+        "worker processes (scale with cores); auto: processes when a GPU is visible",
+        choices=["auto", "threads", "processes"]))
+    workers: int | None = field(default=None, metadata=_run(
+        "augmenting threads or processes; None: 2 threads, or one process per core but one"))
     prefetch: int = field(default=4, metadata=_run("batches prepared ahead of the model"))
     autosave_minutes: float = field(default=10.0, metadata=_run(
         "save every this many minutes (0: only when training stops)"))
@@ -100,8 +125,9 @@ class TrainConfig:
         "decoder base width; None: the preset's"))
     d_mask_dims: int | None = field(default=None, metadata=_recipe(
         "mask branch base width; None: the preset's"))
-    batch_size: int | None = field(default=None, metadata=_recipe(
-        "faces per side per iteration; None: the preset's"))
+    batch_size: int | str | None = field(default=None, metadata=_recipe(
+        "faces per side per iteration and device; auto: the largest that fits on the GPU "
+        "(the preset's on a CPU); None: the preset's", type=_batch_size))
     optimizer: str | None = field(default=None, metadata=_recipe(
         "optimiser; None: the preset's", choices=sorted(OPTIMIZERS)))
     lr: float | None = field(default=None, metadata=_recipe(
@@ -167,10 +193,12 @@ class TrainConfig:
             if not ok:
                 raise UserError(message)
 
-        check(self.batch_size is None or self.batch_size >= 1, "--batch-size must be at least 1")
+        check(self.batch_size in (None, AUTO) or isinstance(self.batch_size, int)
+              and self.batch_size >= 1, "--batch-size must be at least 1, or auto")
         check(self.iterations is None or self.iterations >= 0, "--iterations must be >= 0")
         check(self.minutes is None or self.minutes > 0, "--minutes must be positive")
-        check(self.workers >= 1 and self.prefetch >= 1, "--workers and --prefetch must be >= 1")
+        check((self.workers is None or self.workers >= 1) and self.prefetch >= 1,
+              "--workers and --prefetch must be >= 1")
         check(min(self.autosave_minutes, self.save_every, self.keep_backups) >= 0,
               "--autosave-minutes, --save-every and --keep-backups must be >= 0")
         check(self.preview_every >= 0 and self.log_every >= 1 and self.rollback_every >= 1,
@@ -192,6 +220,12 @@ class TrainConfig:
         check(all(0 <= v < 1 for v in (self.brightness, self.contrast, self.saturation)),
               "--brightness, --contrast and --saturation must be within 0..1")
         check(0 <= self.hue <= 0.5, "--hue must be within 0..0.5")
+
+    def augment_workers(self, pipeline: str) -> int:
+        """--workers, or its default for ``pipeline`` ('threads' or 'processes')."""
+        if self.workers is not None:
+            return self.workers
+        return 2 if pipeline == "threads" else max(1, (os.cpu_count() or 2) - 1)
 
     def model_config(self) -> ModelConfig:
         overrides = {k: getattr(self, k) for k in MODEL_FIELDS if getattr(self, k) is not None}
@@ -232,7 +266,7 @@ def resume_config(stored: dict, model_config: dict, new: TrainConfig,
     old = TrainConfig(**{k: v for k, v in stored.items() if k in known})
     conflicts = []
     for name, value in given.items():
-        if name in RUN_FIELDS or name in PHASE_FIELDS:
+        if name in RUN_FIELDS or name in PHASE_FIELDS or (name, value) == ("batch_size", AUTO):
             continue
         before = model_config.get(name) if name in MODEL_FIELDS else getattr(old, name)
         if value != before:

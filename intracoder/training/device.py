@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import platform
+import sys
 from pathlib import Path
 
 import keras
@@ -59,8 +60,9 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_precision(choice: str) -> str:
-    """'off', 'bf16' or 'fp16' for a --mixed-precision choice on this machine; UserError
-    when the device cannot compute in the asked precision."""
+    """'off', 'bf16' or 'fp16' for a --mixed-precision choice on this machine: auto is bf16
+    only where it pays (a GPU, or a CPU with bf16 arithmetic); UserError for fp16 without
+    a GPU (float16 is not emulated on CPUs)."""
     gpu = gpu_visible()
     if choice == "auto":
         return "bf16" if gpu or cpu_has_bf16() else "off"
@@ -68,6 +70,8 @@ def resolve_precision(choice: str) -> str:
         raise UserError(f"--mixed-precision fp16 needs a GPU; the {keras.backend.backend()} "
                         "backend sees none (bf16 runs on CPUs with AVX512-BF16)")
     if choice == "bf16" and not (gpu or cpu_has_bf16()):
-        raise UserError("--mixed-precision bf16 needs a GPU or a CPU with bf16 arithmetic "
-                        f"(CPU flags {' or '.join(BF16_FLAGS)}); this machine has neither")
+        # Asked for by name: it runs (every backend emulates bf16), but say what it costs.
+        print("warning: this CPU has no bf16 arithmetic (flags "
+              f"{' or '.join(BF16_FLAGS)}): bf16 is emulated and slower than float32",
+              file=sys.stderr, flush=True)
     return choice

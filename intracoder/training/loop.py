@@ -20,13 +20,15 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from intracoder.data.dataset import FaceSet, PairDataset, Prefetcher, load_faceset
+from intracoder.data.dataset import FaceSet, PairDataset, load_faceset
+from intracoder.data.workers import make_prefetcher
 from intracoder.errors import UserError
-from intracoder.models.autoencoder import LossConfig, ModelConfig, build_model
+from intracoder.models.autoencoder import LossConfig, ModelConfig, SwapModel, build_model
 from intracoder.models.config import flops_per_sample
 from intracoder.progress import clock, progress
-from intracoder.training import checkpoint, phase, pretrained, schedule
-from intracoder.training.config import TrainConfig, resume_config
+from intracoder.training import checkpoint, distribute, phase, pretrained, schedule
+from intracoder.training.autobatch import auto_batch_size
+from intracoder.training.config import AUTO, PRESET_RECIPES, TrainConfig, resume_config
 from intracoder.training.device import POLICIES, gpu_visible, resolve_precision
 from intracoder.training.guard import NanGuard
 from intracoder.training.optimizers import (learning_rate, model_optimizer, replace_optimizer,
@@ -82,12 +84,28 @@ def _check_facesets(state: dict | None, a: FaceSet, b: FaceSet) -> None:
 
 
 def train(cfg: TrainConfig, given: dict[str, Any]) -> int:
-    """Train (or resume) the model of ``cfg.model``; restores Keras' global dtype policy."""
+    """Train (or resume) the model of ``cfg.model``; restores Keras' global dtype policy
+    and distribution."""
     policy = keras.mixed_precision.global_policy()
+    distribution = keras.distribution.distribution()
     try:
         return _train(cfg, given)
     finally:
         keras.mixed_precision.set_global_policy(policy)
+        keras.distribution.set_distribution(distribution)
+
+
+def _auto_batch(cfg: TrainConfig, model_config: ModelConfig, loss_config: LossConfig,
+                gpu: bool, local_devices: int) -> int:
+    """--batch-size auto: the largest per-device batch a fresh model trains on."""
+    def probe() -> SwapModel:
+        trial = build_model(model_config, loss_config)
+        trial.compile(optimizer=model_optimizer(trial, cfg.optimizer, cfg.lr))
+        return trial
+
+    start = PRESET_RECIPES.get(cfg.preset, PRESET_RECIPES["df128"])["batch_size"]
+    return auto_batch_size(probe, model_config.resolution, cfg.eyes_mouth_priority, start, gpu,
+                           local_devices)
 
 
 def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
@@ -95,7 +113,9 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
     if not cfg.model:
         raise UserError("--model is required: the folder that holds (or will hold) the model")
     model_dir = Path(cfg.model)
-    state = checkpoint.read_state(model_dir, repair=True)
+    cluster = distribute.setup(cfg.devices)
+    # Only the chief writes to the model folder: the others only read it at the start.
+    state = checkpoint.read_state(model_dir, repair=cluster.chief)
     pretrained.check_mode(cfg, state, model_dir)
     source = None  # the state of the --from model
     if state is None:
@@ -122,26 +142,36 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
     if cfg.sharpen_last and plan.unit is None and (state is None or "sharpen_last" in given):
         raise UserError("--sharpen-last is a share of the budget: give --iterations or --minutes")
 
-    # --- data: both facesets decoded and resized once, batches built on worker threads ---
+    # --- data: both facesets decoded and resized once, batches augmented by workers ---
+    gpu = gpu_visible()
     res = model_config.resolution
+    pipeline = cfg.pipeline if cfg.pipeline != "auto" else ("processes" if gpu else "threads")
+    workers = cfg.augment_workers(pipeline)
     if cfg.pretrain:  # both sides draw from one pool of many people
-        faces_a = faces_b = pretrained.load_pool(cfg.faces, res, cfg.workers, cfg.held_out_every)
+        faces_a = faces_b = pretrained.load_pool(cfg.faces, res, workers, cfg.held_out_every)
     else:
-        faces_a = load_faceset(cfg.a, res, cfg.workers, cfg.held_out_every)
-        faces_b = load_faceset(cfg.b, res, cfg.workers, cfg.held_out_every)
+        faces_a = load_faceset(cfg.a, res, workers, cfg.held_out_every)
+        faces_b = load_faceset(cfg.b, res, workers, cfg.held_out_every)
     _check_facesets(state, faces_a, faces_b)
-    dataset = PairDataset(faces_a, faces_b, cfg.batch_size, cfg, cfg.seed,
-                          cfg.eyes_mouth_priority, uniform_yaw=cfg.uniform_yaw,
-                          ct_mode=cfg.ct_mode)
-
-    # --- model, optimiser, and their state when resuming ---
-    precision = resolve_precision(cfg.mixed_precision)
-    if precision != "off":
-        keras.mixed_precision.set_global_policy(POLICIES[precision])
     if state is not None and cfg.iterations is not None and state["iteration"] >= cfg.iterations:
         print(f"{model_dir} is already at iteration {state['iteration']}; nothing to do "
               "(raise --iterations to train on)", flush=True)
         return 0
+
+    # --- the device: precision, the mesh, and the batch that fits on it ---
+    precision = resolve_precision(cfg.mixed_precision)
+    if precision != "off":
+        keras.mixed_precision.set_global_policy(POLICIES[precision])
+    cluster.activate()
+    if cfg.batch_size == AUTO:  # a new model: a resumed one has its number frozen in
+        cfg = dataclasses.replace(cfg, batch_size=_auto_batch(cfg, model_config, loss_config,
+                                                              gpu, cluster.local_devices))
+    # Each process makes only its own rows of the global batch (distribute.py).
+    dataset = PairDataset(faces_a, faces_b, cluster.global_batch(cfg.batch_size), cfg,
+                          cfg.seed, cfg.eyes_mouth_priority, uniform_yaw=cfg.uniform_yaw,
+                          ct_mode=cfg.ct_mode, part=cluster.batch_part(cfg.batch_size))
+
+    # --- model, optimiser, and their state when resuming ---
 
     def enter(now: phase.Phase, why: str) -> None:
         """Train with the switches of ``now`` from this iteration on."""
@@ -168,20 +198,27 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
             state["from"] = pretrained.start_from(model, source, Path(cfg.from_model),
                                                   cfg.from_reset, faces_a.face_type)
         enter(current, "start")
-        checkpoint.save(model_dir, model, state, cfg.keep_backups)
+        if cluster.chief:
+            checkpoint.save(model_dir, model, state, cfg.keep_backups)
     else:
         checkpoint.restore(model_dir, model)
         state.update(config=cfg.to_dict(), facesets=facesets)
         enter(current, "resume")
     state["schedule"] = plan.to_dict()
+    state["devices"] = {"count": cluster.devices, "processes": cluster.num_processes,
+                        "global_batch": cluster.global_batch(cfg.batch_size),
+                        "lr_factor": round(cluster.lr_factor, 6)}
 
     def save() -> None:
         guard.snapshot(iteration)  # never writes broken weights: rolls back to good ones
         state["iteration"] = iteration
         state["train_seconds"] = seconds_before + time.monotonic() - start
-        checkpoint.save(model_dir, model, state, cfg.keep_backups)
+        if cluster.chief:
+            checkpoint.save(model_dir, model, state, cfg.keep_backups)
 
     def draw() -> None:
+        if not cluster.chief:
+            return
         title = f"{model_dir.name}: iteration {iteration}, {current.describe()}"
         write_preview(model, preview_a, preview_b, model_dir / PREVIEW, title)
         write_loss_plot(state["history"], state["rollbacks"], model_dir / LOSS_PLOT, title,
@@ -206,18 +243,23 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
 
     # --- the loop ---
     preview_a, preview_b = dataset.fixed_faces(PREVIEW_FACES)
-    tensorboard = TensorBoardLog(model_dir / "logs") if cfg.tensorboard else None
+    tensorboard = TensorBoardLog(model_dir / "logs") if cfg.tensorboard and cluster.chief \
+        else None
     guard = NanGuard(model, state, iteration, cfg.rollback_every, model_dir)
-    faces_per_step = 2 * cfg.batch_size
+    faces_per_step = 2 * cluster.global_batch(cfg.batch_size)
     first_iteration, window, gan_window = iteration, [], []
     step_time, reason = None, "the iteration target"
-    warn_cpu = cfg.preset != CPU_PRESET and not gpu_visible()
-    bar = progress(cfg.iterations, "it", "train", initial=iteration)
-    with Prefetcher(dataset, iteration, cfg.workers, cfg.prefetch) as batches, \
+    warn_cpu = cfg.preset != CPU_PRESET and not gpu
+    bar = progress(cfg.iterations, "it", "train", initial=iteration, quiet=not cluster.chief)
+    with make_prefetcher(dataset, iteration, workers, cfg.prefetch, pipeline) as batches, \
             StopRequest() as stop, bar:
         tqdm.write(f"{'pretraining' if cfg.pretrain else 'training'} {model_dir} "
                    f"({keras.backend.backend()}, {precision}): "
-                   f"{model_config.arch} {res} px, batch {cfg.batch_size} per side, "
+                   f"{model_config.arch} {res} px, batch {cfg.batch_size} per side"
+                   + (f" and device ({cluster.describe()}, "
+                      f"{cluster.global_batch(cfg.batch_size)} in all)"
+                      if cluster.distribution is not None else "")
+                   + f", {workers} augmenting {pipeline}, "
                    f"{cfg.optimizer} lr {cfg.lr:g}, {current.describe()}, "
                    f"from iteration {iteration}"
                    + (f" to {cfg.iterations}" if cfg.iterations is not None else "")
@@ -230,11 +272,13 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
         if plan.unit == "seconds":  # a resumed time schedule ends where it was planned to
             deadline = min(deadline, start + plan.end - seconds_before)
         while cfg.iterations is None or iteration < cfg.iterations:
-            if stop.requested or time.monotonic() >= deadline:
+            # Every process stops at the same iteration and follows the chief's clock.
+            stopping, seconds = cluster.agree(stop.requested or time.monotonic() >= deadline,
+                                              seconds_before + time.monotonic() - start)
+            if stopping:
                 reason = "Ctrl-C" if stop.requested else "the time budget"
                 break
             t0 = time.perf_counter()
-            seconds = seconds_before + time.monotonic() - start
             now = phase.phase_at(cfg, plan, iteration, seconds)
             if now != current:
                 if (now.lr_dropout, now.gan_power) != (current.lr_dropout, current.gan_power):
@@ -243,8 +287,8 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
                 enter(now, f"--sharpen-last {cfg.sharpen_last:g}")
                 current = now
                 tqdm.write(f"iteration {iteration}: {now.describe()}")
-            set_learning_rate(model.optimizer,
-                              plan.rate(iteration, seconds) * state.get("lr_scale", 1.0))
+            set_learning_rate(model.optimizer, plan.rate(iteration, seconds)
+                              * state.get("lr_scale", 1.0) * cluster.lr_factor)
             x, y = next(batches)
             logs = model.train_on_batch(x=x, y=y, return_dict=True)
             loss_a, loss_b = float(logs["loss_a"]), float(logs["loss_b"])
@@ -300,7 +344,9 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
         tensorboard.close()
     done = iteration - first_iteration
     rate = f", {done * faces_per_step / elapsed:.1f} faces/s" if done and elapsed > 0 else ""
-    print(f"stopped at iteration {iteration} ({reason}) after {clock(elapsed)}{rate}, "
+    loss = (f", loss A {state['history'][-1][1]:.5f} B {state['history'][-1][2]:.5f}"
+            if state["history"] else "")
+    print(f"stopped at iteration {iteration} ({reason}){loss} after {clock(elapsed)}{rate}, "
           f"data wait {batches.wait_seconds / max(elapsed, 1e-9):.0%}; saved to {model_dir}",
           flush=True)
     return 0
