@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from intracoder.data.dataset import PairDataset, Prefetcher, load_faceset
-from intracoder.data.workers import ProcessPrefetcher, WorkerError, make_prefetcher
+from intracoder.data.workers import (ProcessPrefetcher, WorkerDied, WorkerError,
+                                     make_prefetcher)
 from intracoder.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ def test_a_failing_worker_says_why_and_a_killed_one_does_not_hang(sides):
     try:
         next(procs)
         procs._procs[0].kill()
-        with pytest.raises(WorkerError, match="died"):
+        with pytest.raises(WorkerDied, match="died"):
             for _ in range(10):
                 next(procs)
     finally:

@@ -87,6 +87,65 @@ def test_builds_trains_and_upscales_2x_and_4x_on_every_backend(backend, tmp_path
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout + proc.stderr[-4000:]
 
 
+def _statistics_only(grid: int, contrast: bool):
+    """An untrained 32 -> 64 px refiner whose learned correction is zero: its output is
+    what the reference's statistics alone do to the face."""
+    from intracoder.refiner.model import RefinerConfig, build_refiner
+
+    refiner = build_refiner(RefinerConfig(resolution=32, filters=8, blocks=1, up_filters=8,
+                                          reference_grid=grid, match_contrast=contrast,
+                                          base="bicubic"))
+    rgb = refiner.net.get_layer("rgb")
+    rgb.set_weights([np.zeros_like(w) for w in rgb.get_weights()])
+    return refiner
+
+
+def _real_face(folder: Path):
+    import cv2
+
+    from intracoder.faces.faceset import list_faces, read_face
+
+    face = read_face(list_faces(folder)[0])
+    small = cv2.resize(face.image, (32, 32), interpolation=cv2.INTER_AREA)[..., ::-1]
+    mask = cv2.resize(face.mask, (32, 32), interpolation=cv2.INTER_AREA)
+    return small.astype(np.float32) / 255, (mask >= 128).astype(np.float32)[..., None]
+
+
+def test_one_cell_takes_no_layout_from_the_reference(facesets):
+    """With one reference cell the destination face's features (where its dark brows and
+    bright cheeks are) cannot reach the output, only its colour statistics: shuffling the
+    reference's pixels inside the mask changes nothing. A 4x4 grid does take them."""
+    face, mask = _real_face(facesets[0])
+    reference, _ = _real_face(facesets[1])
+    inside = np.flatnonzero(mask[..., 0])
+    shuffled = reference.reshape(-1, 3).copy()
+    shuffled[inside] = shuffled[np.random.default_rng(0).permutation(inside)]
+    shuffled = shuffled.reshape(reference.shape)
+    faces, masks = np.stack([face, face]), np.stack([mask, mask])
+    for grid, same in ((1, True), (4, False)):
+        out = _statistics_only(grid, True).refine(faces, np.stack([reference, shuffled]), masks)
+        assert np.allclose(out[0], out[1], atol=1e-5) == same, grid
+
+
+def test_contrast_follows_the_reference(facesets):
+    import cv2
+
+    reference, mask = _real_face(facesets[1])
+    inside = mask[..., 0] > 0
+    want = reference[inside].std(0)
+
+    def spread(refiner, contrast):
+        flat = (0.5 + contrast * (reference - reference[inside].mean(0))).astype(np.float32)
+        out = refiner.refine(flat[None], reference[None], mask[None])[0]
+        return cv2.resize(out, (32, 32), interpolation=cv2.INTER_AREA)[inside].std(0)
+
+    matching, plain = _statistics_only(1, True), _statistics_only(1, False)
+    np.testing.assert_allclose(spread(matching, 0.6), want, rtol=0.1)
+    np.testing.assert_allclose(spread(plain, 0.6), 0.6 * want, rtol=0.1)
+    # A nearly flat face is lifted at most 2x: its noise is not blown up into texture.
+    np.testing.assert_allclose(spread(matching, 0.2), 0.4 * want, rtol=0.1)
+
+
 def _config(model_dir: Path, faces: Path, **kw):
     from intracoder.refiner.config import RefinerTrainConfig
 

@@ -348,3 +348,44 @@ def test_a_torn_checkpoint_falls_back_to_the_newest_good_backup(straight, tmp_pa
     found = checkpoint.find_checkpoint(model_dir, repair=True)  # as a resume does
     assert found == backups[-1] and not ckpt.exists()
     assert (model_dir / checkpoint.TORN).is_dir()  # kept for inspection, not deleted
+
+
+def test_a_dead_data_worker_saves_and_stops_in_one_line(facesets, tmp_path, monkeypatch,
+                                                         capsys):
+    """A worker process killed under the trainer (out of memory, most often) stops the run
+    after saving what it trained, with one line and exit code 2, not a traceback."""
+    from intracoder.data import workers
+    from intracoder.training import loop
+
+    real = workers.make_prefetcher
+
+    class Dying:
+        def __init__(self, *args):
+            self.inner, self.left = real(*args), 7
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.inner.close()
+
+        @property
+        def wait_seconds(self):
+            return self.inner.wait_seconds
+
+        def __next__(self):
+            self.left -= 1
+            if self.left < 0:
+                raise workers.WorkerDied("data worker augment-0 died (exit code -9); "
+                                         "out of memory?")
+            return next(self.inner)
+
+    monkeypatch.setattr(loop, "make_prefetcher", Dying)
+    model_dir = tmp_path / "dies"
+    code = main(["train", "--a", str(facesets[0]), "--b", str(facesets[1]), "--model",
+                 str(model_dir), "--iterations", "20", "--preset", "quick", "--arch", "df",
+                 "--resolution", "64", "--e-dims", "8", "--ae-dims", "32", "--d-dims", "8",
+                 "--d-mask-dims", "4", "--batch-size", "2", "--preview-every", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("intracoder: error: data worker augment-0 died")
+    assert checkpoint.read_state(model_dir)["iteration"] == 7

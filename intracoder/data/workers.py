@@ -39,6 +39,11 @@ class WorkerError(RuntimeError):
     """A data worker failed; the message carries its traceback."""
 
 
+class WorkerDied(UserError):
+    """A data worker was killed (out of memory, most often): the machine's doing, said in
+    one line; the trainer saves before it stops."""
+
+
 def _layout(dataset: PairDataset) -> list[tuple[int, ...]]:
     """Shapes of the arrays of one batch, flattened: wa, wb, ta, ma, tb, mb[, pa, pb]."""
     n, res = dataset.local_batch_size, dataset.sides[0].images.shape[1]
@@ -189,8 +194,9 @@ class ProcessPrefetcher:
             except queue.Empty:
                 dead = [p for p in self._procs if not p.is_alive()]
                 if dead:
-                    raise WorkerError(f"data worker {dead[0].name} died (exit code "
-                                      f"{dead[0].exitcode}); out of memory?") from None
+                    raise WorkerDied(f"data worker {dead[0].name} died (exit code "
+                                     f"{dead[0].exitcode}); out of memory? Use fewer "
+                                     "--workers, or --pipeline threads") from None
         self.wait_seconds += perf_counter() - start
         error = self._done.pop(iteration)
         slot = self._held = self._slot_of.pop(iteration)

@@ -31,6 +31,8 @@ class RefinerConfig:
     blocks: int = 4  # residual blocks at R
     up_filters: int = 24  # width after the pixel-shuffle upscale
     reference_grid: int = 4  # cells per side of the pooled colour reference
+    # Match the reference's per-channel spread too; off for refiners saved before it existed.
+    match_contrast: bool = False
     l1_weight: float = 10.0
     dssim_weight: float = 10.0
     gradient_weight: float = 5.0  # image-gradient L1, the term that penalises blur
@@ -101,8 +103,13 @@ class RefinerTrainConfig:
         "refiner, saved with it); 0: pixel losses only"})
     gan_dims: int = field(default=RefinerConfig.gan_dims, metadata={
         "help": "base width of the refiner's discriminator"})
-    reference_grid: int = field(default=RefinerConfig.reference_grid, metadata={
-        "help": "cells per side of the pooled colour reference"})
+    # One cell: a finer grid carries the destination person's shading, i.e. their features,
+    # into the swap (refiner/model.py).
+    reference_grid: int = field(default=1, metadata={
+        "help": "cells per side of the pooled colour reference (1: global colour only, as "
+        "rct; 2-4 follow uneven light but carry some of the destination's features)"})
+    match_contrast: bool = field(default=True, metadata={
+        "help": "match the reference's per-channel contrast as well as its mean colour"})
     inputs: str = field(default="auto", metadata={
         "help": "what the refiner learns to sharpen: the main model's own decoder output of "
         "each face (decoder: the blur it will really meet) or synthetic degradations "
@@ -124,7 +131,8 @@ class RefinerTrainConfig:
         """The network of a new refiner (``scale`` already decided: see refiner_loop)."""
         return RefinerConfig(resolution=resolution, scale=self.scale or 2, base="bicubic",
                              filters=self.filters, blocks=self.blocks, up_filters=self.up_filters,
-                             reference_grid=self.reference_grid, gan_power=self.gan_power,
+                             reference_grid=self.reference_grid,
+                             match_contrast=self.match_contrast, gan_power=self.gan_power,
                              gan_dims=self.gan_dims)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from intracoder.data.dataset import FaceSet, PairDataset, load_faceset
-from intracoder.data.workers import make_prefetcher
+from intracoder.data.workers import WorkerDied, make_prefetcher
 from intracoder.errors import UserError
 from intracoder.models.autoencoder import LossConfig, ModelConfig, SwapModel, build_model
 from intracoder.models.config import flops_per_sample
@@ -248,7 +248,7 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
     guard = NanGuard(model, state, iteration, cfg.rollback_every, model_dir)
     faces_per_step = 2 * cluster.global_batch(cfg.batch_size)
     first_iteration, window, gan_window = iteration, [], []
-    step_time, reason = None, "the iteration target"
+    step_time, reason, failure = None, "the iteration target", None
     warn_cpu = cfg.preset != CPU_PRESET and not gpu
     bar = progress(cfg.iterations, "it", "train", initial=iteration, quiet=not cluster.chief)
     with make_prefetcher(dataset, iteration, workers, cfg.prefetch, pipeline) as batches, \
@@ -289,7 +289,11 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
                 tqdm.write(f"iteration {iteration}: {now.describe()}")
             set_learning_rate(model.optimizer, plan.rate(iteration, seconds)
                               * state.get("lr_scale", 1.0) * cluster.lr_factor)
-            x, y = next(batches)
+            try:
+                x, y = next(batches)
+            except WorkerDied as exc:  # saved below, then said in one line
+                failure, reason = exc, "a data worker died"
+                break
             logs = model.train_on_batch(x=x, y=y, return_dict=True)
             loss_a, loss_b = float(logs["loss_a"]), float(logs["loss_b"])
             gan = (float(logs["loss_d"]), float(logs["loss_g"])) if current.gan_power else ()
@@ -349,6 +353,8 @@ def _train(cfg: TrainConfig, given: dict[str, Any]) -> int:
     print(f"stopped at iteration {iteration} ({reason}){loss} after {clock(elapsed)}{rate}, "
           f"data wait {batches.wait_seconds / max(elapsed, 1e-9):.0%}; saved to {model_dir}",
           flush=True)
+    if failure is not None:
+        raise failure
     return 0
 
 
