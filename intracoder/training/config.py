@@ -27,13 +27,16 @@ OPTIMIZERS = ("adam", "adamw", "lion", "rmsprop")  # training/optimizers.py buil
 COLOUR_MODES = ("none", "rct", "lct", "idt", "sot", "hist")
 # The recipe each preset trains with when the flags leave it open (measured: docs/quality.md).
 # quick: Adam beat AdamW, Lion and RMSprop in 5-minute screens, and a peak of 1e-3 beat 5e-4
-# at 15 minutes (identity 0.355 -> 0.338, dlib 5-point expression 0.047 -> 0.043); batch 16
-# made more faces per second but a worse face than 8 in the same time.
+# at 15 minutes (identity 0.355 -> 0.338, dlib 5-point expression 0.047 -> 0.043). Batch:
+# at a budget of minutes, more updates beat larger batches: 16 lost to 8 at 5 minutes, and on
+# a CPU without bf16 (1000-2300 iterations in 15 minutes) 4 beat 8 on identity, expression
+# and flicker in both directions, and beat 2 (identity 0.430 vs 0.483 vs 0.477 person_b ->
+# person_a); DFL's Quick96 trains at 4 too.
 # gan_dims: DFL's 16 for the GPU presets. quick's decoder is a quarter as wide, and with a
 # discriminator of 16 its GAN phase ran at 24 faces/s against 60 without (2 cores); 8 has a
 # quarter of those FLOPs.
 PRESET_RECIPES: dict[str, dict[str, Any]] = {
-    "quick": {"batch_size": 8, "lr": 1e-3, "optimizer": "adam", "gan_dims": 8},
+    "quick": {"batch_size": 4, "lr": 1e-3, "optimizer": "adam", "gan_dims": 8},
     "df128": {"batch_size": 8, "lr": 5e-5, "optimizer": "adam", "gan_dims": 16},
     "df256": {"batch_size": 8, "lr": 5e-5, "optimizer": "adam", "gan_dims": 16},
 }
