@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -14,6 +15,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # whose clone does not sit next to it).
 FACEDATA = Path(os.environ.get("INTRACODER_FACEDATA")
                 or Path(__file__).resolve().parents[1].parent / "shared" / "facedata")
+
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load_bench(name: str):
+    """bench/NAME.py, loaded by path (bench/ is not a package; the script puts bench/ on
+    sys.path itself, so its helpers import by name afterwards)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -4,22 +4,16 @@ No training, no video: fast."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "quality.py"
+from conftest import load_bench
 
 
 @pytest.fixture(scope="module")
 def q():
-    """The script, loaded by path as the tests do not run it: bench/ is not a package."""
-    spec = importlib.util.spec_from_file_location("bench_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The script, loaded by path as the tests do not run it."""
+    return load_bench("quality")
 
 
 @pytest.fixture(scope="module")
