@@ -15,8 +15,8 @@ and how much is resolution.
 
 --model is any trained model folder: its state gives the face type and the decoder; its
 weights are not loaded. --source defaults to the clip the model's A faces came from when that
-is person_b.mp4 or person_a.mp4 in --facedata, else give it. Rows go to stdout (a line and a
-markdown row each) and OUT/ceiling.json (OUT: out/quality/ceiling unless --out).
+is person_b.mp4 or person_a.mp4 in --facedata, else give it. Rows go to stdout (a markdown
+row each) and OUT/ceiling.json (OUT: out/quality/ceiling unless --out).
 """
 
 from __future__ import annotations
@@ -34,17 +34,15 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.append(str(HERE))
 
-from quality_row import fmt, lookup  # noqa: E402
+from quality_row import METRICS, fmt, lookup, markdown_row  # noqa: E402
 from quality_stages import ROOT, QualityError, read_state, run_stage  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 FACEDATA = ROOT.parent / "shared" / "facedata"
 
-COLUMNS = (("sharpness", "sharpness_ratio", "{:.2f}"),
-           ("sharp dlib", "sharpness_ratio_dlib_box", "{:.2f}"),
-           ("flicker", "temporal_stability", "{:.2f}"),
-           ("seam", "seam_score", "{:.3g}"),
-           ("colour", "colour_error_lab", "{:.1f}"))
+# The image figures of bench/quality.py's row: identity and expression are the source's own.
+COLUMNS = tuple(m for m in METRICS if m[0] in ("sharpness", "sharp dlib", "flicker", "seam",
+                                                "colour"))
 
 
 class SourceFace:
@@ -89,15 +87,13 @@ def convert_at(model: Path, state: dict, source: Path, res: int, convert_args: l
                swapped: Path, finder=None) -> None:
     """`intracoder convert --model MODEL SOURCE SWAPPED CONVERT_ARGS` with the source faces,
     cut and shrunk to ``res`` px, in place of the model's output."""
-    from intracoder.commands import convert as convert_command
+    from intracoder.cli import build_parser as intracoder_parser
     from intracoder.config import from_args
     from intracoder.convert.pipeline import ConvertConfig, convert
     from intracoder.models.config import ModelConfig
 
-    parser = argparse.ArgumentParser()
-    convert_command.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["convert", "--model", str(model), str(source), str(swapped),
-                              *convert_args])
+    args = intracoder_parser().parse_args(["convert", "--model", str(model), str(source),
+                                           str(swapped), *convert_args])
     config = dataclasses.replace(ModelConfig(**state["model_config"]), resolution=res)
     convert(from_args(ConvertConfig, args), finder, loaded=(SourceFace(config), state))
 
@@ -117,6 +113,8 @@ def ceiling_row(model: Path, state: dict, source: Path, res: int, convert_args: 
 
 
 def run(argv: list[str]) -> int:
+    from intracoder.atomic import write_json
+
     args = build_parser().parse_args(argv)
     model = Path(args.model).resolve()
     state = read_state(model)
@@ -141,13 +139,13 @@ def run(argv: list[str]) -> int:
         rows.append({"resolution": res, "convert_args": convert_args, "summary": summary})
     header = ["resolution", "convert args", *(c[0] for c in COLUMNS)]
     print("\n== ceiling: the source face at each resolution, through the convert path")
-    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    print(markdown_row(header) + "\n|" + "---|" * len(header))
     for row in rows:
-        cells = [str(row["resolution"]), shlex.join(convert_args) or "(defaults)",
-                 *(fmt(lookup(row["summary"], key), pattern) for _, key, pattern in COLUMNS)]
-        print("| " + " | ".join(cells) + " |")
-    record = {"model": str(model), "source": str(source), "frames": args.frames, "rows": rows}
-    (out / "ceiling.json").write_text(json.dumps(record, indent=1))
+        print(markdown_row([str(row["resolution"]), shlex.join(convert_args) or "(defaults)",
+                            *(fmt(lookup(row["summary"], key), pattern)
+                              for _, key, pattern in COLUMNS)]))
+    write_json(out / "ceiling.json",
+               {"model": str(model), "source": str(source), "frames": args.frames, "rows": rows})
     print(f"out: {out}")
     return 0
 
