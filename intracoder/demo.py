@@ -29,9 +29,7 @@ class DemoConfig:
     frames: int = field(default=48, metadata={"help": "frames per rendered clip"})
     clip_size: int = field(default=256, metadata={"help": "rendered clip width and height"})
     face_size: int = field(default=128, metadata={"help": "aligned crop size"})
-    # Not quick's 4: the demo's settings were measured at 8 (docs/quality.md, "The demo"),
-    # and its tests train a fixed number of iterations.
-    batch_size: int | None = field(default=8, metadata={
+    batch_size: int | None = field(default=None, metadata={
         "help": "faces per side per training step; none: the quick preset's"})
     # Not quick's 1e-3: on the demo's clips (stills moved, 6 minutes, no priority) 1e-3 gave
     # the same identity (0.340 vs 0.339) and a worse landmark error (0.076 vs 0.070) than 5e-4
