@@ -50,13 +50,12 @@ from quality_row import (append_record, git_head, human_row, machine,  # noqa: E
                          markdown_row, metric_numbers, row_header, row_values, slug)
 from quality_sheet import SHEET_COLUMNS, contact_sheets  # noqa: E402
 from quality_stages import (ROOT, QualityError, cache_folder, cache_ready,  # noqa: E402
-                            clean, extract_clip, read_state, run_stage)
+                            clean, extract_clip, read_state, run_main, run_stage)
 
 sys.path.insert(0, str(ROOT))
 FACEDATA = ROOT.parent / "shared" / "facedata"
 QUALITY = ROOT / "out" / "quality"
 
-from intracoder.errors import UserError  # noqa: E402
 
 PAIRS = {  # pair -> (source clip: the person replaced, target clip: the identity rendered)
     "b2a": ("person_b.mp4", "person_a.mp4"),
@@ -298,21 +297,7 @@ def run(argv: list[str]) -> int:
 
 
 def main() -> int:
-    try:
-        return run(sys.argv[1:])
-    except QualityError as exc:
-        print(f"quality: error: {exc}", file=sys.stderr)
-        return exc.code
-    except UserError as exc:  # intracoder's own one-line errors (probe, reading videos)
-        print(f"quality: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except OSError as exc:
-        print(f"quality: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
-              file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("quality: interrupted; finished stages are kept", file=sys.stderr)
-        return 130
+    return run_main("quality", run, sys.argv[1:], "interrupted; finished stages are kept")
 
 
 if __name__ == "__main__":

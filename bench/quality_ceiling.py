@@ -35,7 +35,7 @@ if str(HERE) not in sys.path:
     sys.path.append(str(HERE))
 
 from quality_row import METRICS, fmt, lookup, markdown_row  # noqa: E402
-from quality_stages import ROOT, QualityError, read_state, run_stage  # noqa: E402
+from quality_stages import ROOT, QualityError, read_state, run_main, run_stage  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 FACEDATA = ROOT.parent / "shared" / "facedata"
@@ -151,16 +151,7 @@ def run(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from intracoder.errors import UserError
-
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except (QualityError, UserError) as exc:
-        print(f"quality_ceiling: {exc}", file=sys.stderr)
-        return getattr(exc, "code", 2)
-    except KeyboardInterrupt:
-        print("quality_ceiling: interrupted", file=sys.stderr)
-        return 130
+    return run_main("quality_ceiling", run, sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

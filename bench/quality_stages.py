@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_MARK = "quality_cache.json"  # written once an extraction finished
@@ -26,6 +27,30 @@ class QualityError(Exception):
     def __init__(self, message: str, code: int = 2):
         super().__init__(message)
         self.code = code
+
+
+def run_main(prog: str, run: Callable[[list[str]], int], argv: list[str],
+             interrupted: str = "interrupted") -> int:
+    """``run(argv)``, with every error a user can cause as one line on stderr and its exit
+    code: the scripts' QualityError, intracoder's UserError (imported here, not at the top,
+    so this module stays importable without intracoder), an OSError and Ctrl-C."""
+    from intracoder.errors import UserError
+
+    try:
+        return run(argv)
+    except QualityError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.code
+    except UserError as exc:  # intracoder's own one-line errors (probe, reading videos)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"{prog}: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: {interrupted}", file=sys.stderr)
+        return 130
 
 
 def clean(text: str) -> str:
