@@ -36,6 +36,10 @@ class DemoConfig:
     # (docs/quality.md, "The demo").
     lr: float | None = field(default=5e-4, metadata={
         "help": "peak learning rate; none: the quick preset's"})
+    mixed_precision: str = field(default="auto", metadata={
+        "help": "training precision, as train's --mixed-precision",
+        "choices": ["auto", "off", "bf16", "fp16"]})
+    seed: int = field(default=0, metadata={"help": "seed of batch order and augmentation"})
 
 
 def render_inputs(cfg: DemoConfig, out: Path) -> dict[str, Path]:
@@ -78,7 +82,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     what = f"{cfg.iterations} iterations" if cfg.iterations else f"{cfg.minutes:g} minutes"
     print(f"train: quick preset for {what} (resumes if {model_dir} exists)")
     train(TrainConfig(a=str(faces["a"]), b=str(faces["b"]), model=str(model_dir), preset="quick",
-                      batch_size=cfg.batch_size, lr=cfg.lr, **budget,
+                      batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                      mixed_precision=cfg.mixed_precision, **budget,
                       # The clips are rendered from still portraits: no expression to keep,
                       # so eyes/mouth priority would only slow identity in a minutes budget.
                       eyes_mouth_priority=False,

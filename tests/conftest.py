@@ -84,6 +84,9 @@ def quick_model(tmp_path_factory, facesets) -> Path:
 
     model_dir = tmp_path_factory.mktemp("quick_model") / "model"
     train(TrainConfig(a=str(facesets[0]), b=str(facesets[1]), model=str(model_dir),
-                      preset="quick", arch="df", resolution=64, iterations=12, batch_size=4, lr=5e-4, preview_every=0,
-                      autosave_minutes=0), {})
+                      preset="quick", arch="df", resolution=64, iterations=12, batch_size=4,
+                      lr=5e-4, preview_every=0, autosave_minutes=0,
+                      # Fixed iterations, judged after: the same float32 on every CPU (auto
+                      # picks bf16 where the CPU has it, which moves every figure).
+                      mixed_precision="off"), {})
     return model_dir

@@ -224,3 +224,58 @@ def test_loss_goes_down_on_real_faces():
     assert np.isclose(first["loss"], first["loss_a"] + first["loss_b"], rtol=1e-4)
     assert last["loss"] < 0.8 * first["loss"]
     assert last["loss_a"] < first["loss_a"] and last["loss_b"] < first["loss_b"]
+
+
+def test_bf16_bias_gradients_are_summed_in_float32():
+    # TensorFlow's CPU BiasAddGrad sums bf16 in bf16; over the 32768 pixels of the first
+    # layer's output, mostly cancelling, that rounding was 10-50% of each bias's gradient,
+    # and Adam made it full steps (issue 30).
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the gradient is taken with TensorFlow's GradientTape")
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(8, 128, 128, 3)).astype(np.float32))
+    upstream = tf.constant(rng.normal(0.01, 1.0, (8, 64, 64, 32)).astype(np.float32))
+    before, weights, grads = keras.mixed_precision.global_policy(), None, {}
+    try:
+        for policy in ("float32", "mixed_bfloat16"):
+            keras.mixed_precision.set_global_policy(policy)  # as training sets it
+            layer = Downscale(32)
+            layer.build(x.shape)
+            weights = weights or layer.get_weights()
+            layer.set_weights(weights)
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.cast(layer(x), tf.float32) * upstream)
+            grads[policy] = tape.gradient(loss, layer.conv.bias).numpy()
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+    exact, bf16 = grads["float32"], grads["mixed_bfloat16"]
+    # Summed in float32 only the bf16 activations' rounding is left: 0.023 here (0.093 when
+    # Keras' own bias add summed it in bf16).
+    assert np.linalg.norm(bf16 - exact) / np.linalg.norm(exact) < 0.05
+
+
+def test_weights_saved_with_keras_conv2d_still_load(tmp_path, monkeypatch):
+    """blocks.Conv2D replaced keras' Conv2D in every block and the discriminator; weight
+    files name layers by class, so a model saved before must load whole (Keras only warns)."""
+    from keras import layers
+
+    from intracoder.models import blocks, discriminator
+    from intracoder.training.checkpoint import load_weights_file
+
+    config = preset("quick", arch="df-ud", resolution=RES, e_dims=8, ae_dims=32, d_dims=8,
+                    d_mask_dims=4)
+    with monkeypatch.context() as m:  # the layers as they were
+        m.setattr(blocks, "Conv2D", layers.Conv2D)
+        m.setattr(discriminator, "Conv2D", layers.Conv2D)
+        old = build_model(config, gan_dims=4)
+    new = build_model(config, gan_dims=4)
+    assert type(new.encoder.get_layer("down0").conv) is blocks.Conv2D
+    assert type(old.encoder.get_layer("down0").conv) is layers.Conv2D
+    for part in old.parts:
+        getattr(old, part).save_weights(tmp_path / f"{part}.weights.h5")
+        load_weights_file(getattr(new, part), tmp_path / f"{part}.weights.h5")
+    for got, want in zip(new.weights, old.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(got),
+                                      keras.ops.convert_to_numpy(want))

@@ -32,9 +32,11 @@ from intracoder.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_TF = importlib.util.find_spec("tensorflow") is not None  # the TensorBoard event writer
+# float32 on every CPU: the tests judge what fixed iterations learn, and auto picks bf16
+# where the CPU has it (test_recipe.py keeps the bf16 path tested).
 TINY = dict(preset="quick", arch="df", resolution=64, e_dims=8, ae_dims=32, d_dims=8,
             d_mask_dims=4, batch_size=4, eyes_mouth_priority=False,
-            lr=5e-4, log_every=5, preview_every=0)
+            lr=5e-4, log_every=5, preview_every=0, mixed_precision="off")
 
 
 def _config(facesets, model_dir, **kw) -> TrainConfig:

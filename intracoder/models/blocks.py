@@ -15,6 +15,26 @@ PACKAGE = "intracoder"
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class Conv2D(layers.Conv2D):
+    """layers.Conv2D whose bias is added in float32 when it computes in bf16 or fp16.
+
+    The bias gradient is the sum of the output gradient over batch and pixels, thousands of
+    terms that mostly cancel. TensorFlow's CPU kernel for it (BiasAddGrad, which Keras' add
+    of a bias becomes) sums bf16 in bf16: a quarter of the sum is rounding, and Adam turns
+    that noise into full-size steps of every bias. Added in float32, the sum is float32 on
+    every backend; the convolution itself still runs in the compute dtype. It keeps Keras'
+    class name: weight files address a model's layers by class name, so models saved
+    before it load as they were."""
+
+    def call(self, inputs):
+        if not self.use_bias or self.compute_dtype == "float32":
+            return super().call(inputs)
+        outputs = ops.cast(self.convolution_op(inputs, self.kernel), "float32")
+        outputs = ops.cast(outputs + ops.cast(self.bias, "float32"), self.compute_dtype)
+        return outputs if self.activation is None else self.activation(outputs)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class Downscale(layers.Layer):
     """5x5 stride-2 conv + LeakyReLU(0.1): halves the resolution, as in DFL's DownscaleBlock.
 
@@ -26,8 +46,8 @@ class Downscale(layers.Layer):
         super().__init__(**kwargs)
         self.filters = filters
         self.kernel_size = kernel_size
-        self.conv = layers.Conv2D(filters, kernel_size, strides=2, padding="same",
-                                  name="conv")
+        self.conv = Conv2D(filters, kernel_size, strides=2, padding="same",
+                                    name="conv")
         self.act = layers.LeakyReLU(negative_slope=0.1)
 
     def build(self, input_shape: tuple) -> None:
@@ -57,7 +77,7 @@ class Upscale(layers.Layer):
         super().__init__(**kwargs)
         self.filters = filters
         self.kernel_size = kernel_size
-        self.conv = layers.Conv2D(filters * 4, kernel_size, padding="same", name="conv")
+        self.conv = Conv2D(filters * 4, kernel_size, padding="same", name="conv")
         self.act = layers.LeakyReLU(negative_slope=0.1)
 
     def build(self, input_shape: tuple) -> None:
@@ -88,8 +108,8 @@ class ResidualBlock(layers.Layer):
         super().__init__(**kwargs)
         self.filters = filters
         self.kernel_size = kernel_size
-        self.conv1 = layers.Conv2D(filters, kernel_size, padding="same", name="conv1")
-        self.conv2 = layers.Conv2D(filters, kernel_size, padding="same", name="conv2")
+        self.conv1 = Conv2D(filters, kernel_size, padding="same", name="conv1")
+        self.conv2 = Conv2D(filters, kernel_size, padding="same", name="conv2")
         self.act1 = layers.LeakyReLU(negative_slope=0.2)
         self.act2 = layers.LeakyReLU(negative_slope=0.2)
 
@@ -146,8 +166,8 @@ class DoublingOutput(layers.Layer):
     def __init__(self, channels: int = 3, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.channels = channels
-        self.convs = [layers.Conv2D(channels, 1 if i == 0 else 3, padding="same",
-                                    name=f"conv{i}", dtype=self.dtype_policy)
+        self.convs = [Conv2D(channels, 1 if i == 0 else 3, padding="same",
+                            name=f"conv{i}", dtype=self.dtype_policy)
                       for i in range(4)]
 
     def build(self, input_shape: tuple) -> None:

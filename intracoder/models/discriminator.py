@@ -15,6 +15,8 @@ import itertools
 import keras
 from keras import layers
 
+from intracoder.models.blocks import Conv2D
+
 MAX_LAYERS = 6
 MAX_CHANNELS = 512
 
@@ -51,14 +53,14 @@ def build_discriminator(resolution: int, patch: int | None = None, base_ch: int 
     strides = patch_strides(patch or default_patch(resolution))
     chs = [min(base_ch * 2 ** i, MAX_CHANNELS) for i in range(len(strides) + 1)]
     inp = keras.Input((resolution, resolution, 3), name="face")
-    x = layers.Conv2D(chs[0], 1, name="in_conv")(inp)
+    x = Conv2D(chs[0], 1, name="in_conv")(inp)
     skips = []
     for i, stride in enumerate(strides):
         skips.append(x)
-        x = layers.Conv2D(chs[i + 1], 3, strides=stride, padding="same", name=f"down{i}")(x)
+        x = Conv2D(chs[i + 1], 3, strides=stride, padding="same", name=f"down{i}")(x)
         x = layers.LeakyReLU(0.2)(x)
     centre = layers.Conv2D(1, 1, name="centre_logits", dtype="float32")(x)
-    x = layers.LeakyReLU(0.2)(layers.Conv2D(chs[-1], 1, name="centre_conv")(x))
+    x = layers.LeakyReLU(0.2)(Conv2D(chs[-1], 1, name="centre_conv")(x))
     for i in reversed(range(len(strides))):
         x = layers.Conv2DTranspose(chs[i], 3, strides=strides[i], padding="same",
                                    name=f"up{i}")(x)
