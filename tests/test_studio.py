@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from intracoder.studio.server import create_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "out" / "test-artifacts" / "studio"
+TOKEN = "studio-test-token"  # the per-run secret, fixed so that the tests can carry it
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,8 @@ def workspace(tmp_path_factory, facesets, quick_model):
 
 @pytest.fixture(scope="module")
 def client(workspace):
-    return TestClient(create_app(StudioConfig(workspace=str(workspace))))
+    return TestClient(create_app(StudioConfig(workspace=str(workspace)), token=TOKEN),
+                      base_url="http://127.0.0.1:7860", cookies={"token": TOKEN})
 
 
 def _decode(response) -> np.ndarray:
@@ -163,26 +164,19 @@ def test_the_report_of_a_conversion(client, workspace):
     assert page.status_code == 200 and "<table>" in page.text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(workspace):
     import uvicorn
 
-    port = _free_port()
-    app = create_app(StudioConfig(workspace=str(workspace), port=port))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(StudioConfig(workspace=str(workspace)), token=TOKEN)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     for _ in range(100):
         if srv.started:
             break
         time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{srv.servers[0].sockets[0].getsockname()[1]}"
     srv.should_exit = True
     thread.join(10)
 
@@ -199,6 +193,7 @@ def browser():
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                 "--window-size=1400,1000"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to see CSP violations
     service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
     driver = webdriver.Chrome(options=options, service=service)
     yield driver
@@ -225,7 +220,8 @@ def _image_bytes(driver, element_id: str) -> bytes:
     src = driver.find_element("id", element_id).get_attribute("src")
     import urllib.request
 
-    with urllib.request.urlopen(src) as r:
+    request = urllib.request.Request(src, headers={"Cookie": f"token={TOKEN}"})
+    with urllib.request.urlopen(request) as r:
         return r.read()
 
 
@@ -233,7 +229,7 @@ def test_every_tab_in_a_real_browser(server, browser, workspace):
     from selenium.webdriver.support.ui import Select
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    browser.get(server)
+    browser.get(f"{server}/?token={TOKEN}")
     _wait(lambda: browser.find_elements("css selector", "#fs-grid figure"))
     _wait(lambda: browser.execute_script(
         "return [...document.images].filter(i => i.src).every(i => i.complete && i.naturalWidth)"))
@@ -296,3 +292,6 @@ def test_every_tab_in_a_real_browser(server, browser, workspace):
     time.sleep(2)  # the report's images
     browser.save_screenshot(str(ARTIFACTS / "report.png"))
     assert not browser.find_element("id", "error").is_displayed()
+    browser.refresh()  # the cookie alone keeps the page working
+    _wait(lambda: browser.find_elements("css selector", "#fs-grid figure"))
+    assert not [e for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]

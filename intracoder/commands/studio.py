@@ -27,12 +27,12 @@ def run(args: argparse.Namespace) -> int:
     config = from_args(StudioConfig, args)
     check(config)
     if config.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: the studio is reachable from other machines on {config.host}; it "
-              "can read and write everything under the workspace and has no login",
-              file=sys.stderr)
+        print(f"warning: the studio is reachable from other machines on {config.host}; "
+              "anyone with the printed token can read and write the workspace's facesets, "
+              "models and videos, over plain HTTP", file=sys.stderr)
     from intracoder.studio.server import serve
 
-    print(f"intracoder studio on http://{config.host}:{config.port}/ (workspace "
-          f"{config.workspace}); Ctrl-C stops it", file=sys.stderr)
-    serve(config)
+    print(f"intracoder studio over the workspace {config.workspace}; Ctrl-C stops it",
+          file=sys.stderr)
+    serve(config)  # prints the page's address with this run's token
     return 0

@@ -14,7 +14,8 @@ class StudioConfig:
     workspace: str = field(default=".", metadata={
         "help": "the folder whose facesets, models and videos the studio shows and writes"})
     host: str = field(default="127.0.0.1", metadata={
-        "help": "address to listen on (127.0.0.1: this machine only)"})
+        "help": "address to listen on (127.0.0.1: this machine only); the page answers only "
+                "to this address, 127.0.0.1, localhost and [::1] (0.0.0.0: any IP address)"})
     port: int = field(default=7860, metadata={"help": "port to listen on"})
 
 

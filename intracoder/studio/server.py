@@ -11,16 +11,18 @@ the moment it is ready.
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
-from fastapi import Body, FastAPI, Query
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from intracoder.errors import UserError
+from intracoder.studio import security
 from intracoder.studio import workspace as ws
 from intracoder.studio.config import StudioConfig
 from intracoder.studio.jobs import Job
@@ -55,23 +57,58 @@ class Previews:
             return preview_frame(self._jobs[key], video, index, ws.settings_from(settings))
 
 
-def create_app(config: StudioConfig) -> FastAPI:
+def _refusal(refused: security.Refused, path: str) -> Response:
+    if refused.status == 401 and path in security.PAGES:  # a person at the browser: plain words
+        return PlainTextResponse(security.NO_TOKEN_PAGE, status_code=401)
+    return JSONResponse({"error": str(refused)}, status_code=refused.status)
+
+
+def _internal(exc: Exception) -> Response:
+    # A bug still gets one line in the page; its traceback goes to the studio's stderr.
+    import traceback
+
+    traceback.print_exception(exc)
+    return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"},
+                        status_code=500)
+
+
+def create_app(config: StudioConfig, token: str | None = None) -> FastAPI:
+    """The studio's app; ``token`` is the per-run secret every request must carry (a new
+    one when None; tests pass their own)."""
     root = Path(config.workspace).resolve()
     app = FastAPI(title="intracoder studio", docs_url=None, redoc_url=None)
+    app.state.token = token or security.new_token()
+    gate = security.Gate(app.state.token, config.host)
     previews = Previews()
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        path = request.url.path
+        query_token = request.query_params.get("token")
+        try:
+            gate.check(request.method, path, request.url.scheme, request.headers,
+                       query_token, request.cookies.get("token"))
+            response = await call_next(request)
+        except security.Refused as refused:
+            response = _refusal(refused, path)
+        except Exception as exc:  # here, so that a 500 carries the headers below too
+            response = _internal(exc)
+        if path in security.PAGES and gate.valid(query_token) and response.status_code == 200:
+            # the page's own fetches and images, and a reload, carry the token from here on
+            response.set_cookie("token", app.state.token, httponly=True, samesite="strict",
+                                path="/")
+        csp = security.FILES_CSP if path.startswith("/files/") else security.PAGE_CSP
+        response.headers["Content-Security-Policy"] = csp
+        response.headers.update(security.HEADERS)
+        return response
 
     @app.exception_handler(UserError)
     async def user_error(request, exc: UserError):
         return JSONResponse({"error": str(exc)}, status_code=400)
 
-    @app.exception_handler(Exception)
-    async def other_error(request, exc: Exception):
-        # A bug still gets one line in the page; its traceback goes to the studio's stderr.
-        import traceback
-
-        traceback.print_exception(exc)
-        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"},
-                            status_code=500)
+    @app.exception_handler(security.Refused)
+    async def refused(request, exc: security.Refused):
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
     def inside(path: str, kind: str = "path") -> Path:
         return ws.inside(root, path, kind)
@@ -212,7 +249,11 @@ def create_app(config: StudioConfig) -> FastAPI:
         return {**report_job(path).status().to_dict(), "url": ws.report_url(root, path),
                 "ready": (ws.report_dir(path) / "index.html").is_file()}
 
-    app.mount("/files", StaticFiles(directory=root), name="files")
+    @app.get("/files/{path:path}")
+    def files(path: str):
+        return FileResponse(security.served_file(root, path),
+                            headers={"Cache-Control": "no-store"})
+
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
     return app
 
@@ -220,4 +261,7 @@ def create_app(config: StudioConfig) -> FastAPI:
 def serve(config: StudioConfig) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="warning")
+    app = create_app(config)
+    print(f"open {security.page_url(config.host, config.port, app.state.token)} in a browser "
+          "(the token is new each run; keep it to yourself)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning")

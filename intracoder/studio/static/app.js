@@ -1,7 +1,17 @@
 // The studio page: plain DOM and fetch, nothing from a CDN. State lives in the workspace
-// (model folders, faceset indexes, job folders), so a reload loses nothing.
+// (model folders, faceset indexes, job folders), so a reload loses nothing. Names from the
+// workspace only ever become text (textContent, attributes), never markup: see issue 26.
 "use strict";
 const $ = (id) => document.getElementById(id);
+
+// The page's cookie carries the token from now on: keep it out of the address bar and history.
+if (new URLSearchParams(location.search).has("token")) history.replaceState(null, "", location.pathname);
+
+function element(tag, properties = {}, children = []) {
+  const node = Object.assign(document.createElement(tag), properties);
+  node.append(...children);
+  return node;
+}
 
 function showError(message) {
   const box = $("error");
@@ -25,7 +35,7 @@ const round = (value, digits) => (value === null || value === undefined ? "-" : 
 function fill(selector, values) {
   for (const select of document.querySelectorAll(selector)) {
     const keep = select.value;
-    select.innerHTML = values.map((v) => `<option>${v}</option>`).join("");
+    select.replaceChildren(...values.map((v) => element("option", {value: v, textContent: v})));
     if (values.includes(keep)) select.value = keep;
   }
 }
@@ -55,11 +65,15 @@ async function showFaceset() {
   const data = await api(`/api/faceset?${query({dir})}`);
   rows = Object.fromEntries(data.faces.map((f) => [f.name, f]));
   selected.clear();
-  $("fs-grid").innerHTML = data.faces.map((f) =>
-    `<figure data-name="${f.name}"><img src="/api/faceset/crop?${query({dir, name: f.name})}">` +
-    `<figcaption>blur ${round(f.blur, 0)} yaw ${round(f.yaw, 1)}` +
-    (f.identity === null || f.identity === undefined ? "" : ` id ${round(f.identity, 2)}`) +
-    `</figcaption></figure>`).join("");
+  $("fs-grid").replaceChildren(...data.faces.map((f) => {
+    const caption = `blur ${round(f.blur, 0)} yaw ${round(f.yaw, 1)}` +
+      (f.identity === null || f.identity === undefined ? "" : ` id ${round(f.identity, 2)}`);
+    const figure = element("figure", {}, [
+      element("img", {src: `/api/faceset/crop?${query({dir, name: f.name})}`, alt: f.name}),
+      element("figcaption", {textContent: caption})]);
+    figure.dataset.name = f.name;
+    return figure;
+  }));
   filterGrid();
   $("fs-summary").textContent = `${data.faces.length} faces, ${data.dropped.length} dropped` +
     (data.order ? `, sorted by ${data.order}` : "");
@@ -81,7 +95,7 @@ function filterGrid() {
   for (const figure of document.querySelectorAll("#fs-grid figure")) {
     const f = rows[figure.dataset.name] || {};
     const hide = (f.blur !== null && f.blur < minBlur) || (f.yaw !== null && Math.abs(f.yaw) > maxYaw);
-    figure.style.display = hide ? "none" : "";
+    figure.classList.toggle("filtered", hide);
   }
 }
 $("fs-min-blur").addEventListener("input", filterGrid);
@@ -191,7 +205,8 @@ async function pollReport() {
   const s = await fetch(`/api/report/status?${query({swapped})}`).then((r) => r.json()).catch(() => null);
   if (!s || s.error) return;
   $("rp-status").textContent = s.running ? `evaluating ${s.done ?? 0}/${s.total ?? "?"}` : (s.message || "");
-  if (s.ready && $("rp-frame").dataset.url !== s.url) { $("rp-frame").src = s.url; $("rp-frame").dataset.url = s.url; }
+  // Only the workspace's own files go into the frame, whatever the answer says.
+  if (s.ready && s.url.startsWith("/files/") && $("rp-frame").dataset.url !== s.url) { $("rp-frame").src = s.url; $("rp-frame").dataset.url = s.url; }
 }
 setInterval(pollReport, 2000);
 
