@@ -110,7 +110,7 @@ class TrainConfig:
         "also write TensorBoard scalars to MODEL/logs (needs TensorFlow installed)"))
     mixed_precision: str = field(default="auto", metadata=_run(
         "compute in bf16 (GPU, or a CPU with AVX512-BF16/AMX) or fp16 (GPU); weights, "
-        "loss and output heads stay float32; auto: bf16 where the device has it",
+        "loss and output heads stay float32; auto: bf16 on a GPU, float32 on a CPU",
         choices=["auto", "off", "bf16", "fp16"]))
 
     # The recipe: frozen into the model folder on the first run.

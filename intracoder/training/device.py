@@ -1,10 +1,12 @@
 """What the machine can compute on: a GPU, and whether the CPU has bf16 arithmetic.
 
-bf16 on a CPU pays only where the CPU multiplies bf16 natively (AVX512-BF16 on Intel
-Cooper Lake / Sapphire Rapids and AMD Zen 4+, AMX on Sapphire Rapids): measured here, a
+bf16 on a CPU is fast only where the CPU multiplies bf16 natively (AVX512-BF16 on Intel
+Cooper Lake / Sapphire Rapids and AMD Zen 4+, AMX on Sapphire Rapids): measured there, a
 3x3 convolution runs at 444 GFLOP/s in bf16 against 220 in float32. Without it, bf16 is
 emulated and slower than float32. The feature is read from the CPU flags, never guessed
-from a machine name.
+from a machine name. auto picks bf16 on a GPU only: on a CPU no equal-time run of today's
+recipe has shown bf16 winning (docs/quality.md, seventh pass), so a CPU trains in float32
+unless bf16 is asked for by name.
 """
 
 from __future__ import annotations
@@ -61,11 +63,11 @@ def cpu_has_bf16() -> bool:
 
 def resolve_precision(choice: str) -> str:
     """'off', 'bf16' or 'fp16' for a --mixed-precision choice on this machine: auto is bf16
-    only where it pays (a GPU, or a CPU with bf16 arithmetic); UserError for fp16 without
-    a GPU (float16 is not emulated on CPUs)."""
+    on a GPU and float32 on a CPU; UserError for fp16 without a GPU (float16 is not
+    emulated on CPUs)."""
     gpu = gpu_visible()
     if choice == "auto":
-        return "bf16" if gpu or cpu_has_bf16() else "off"
+        return "bf16" if gpu else "off"
     if choice == "fp16" and not gpu:
         raise UserError(f"--mixed-precision fp16 needs a GPU; the {keras.backend.backend()} "
                         "backend sees none (bf16 runs on CPUs with AVX512-BF16)")
