@@ -31,11 +31,11 @@ from intracoder.training import checkpoint  # noqa: E402
 from intracoder.training.config import TrainConfig  # noqa: E402
 
 
-def gradients(model_dir: str, policy: str, batches: list) -> tuple[list[float], dict]:
+def gradients(model_dir: str, state: dict, policy: str,
+              batches: list) -> tuple[list[float], dict]:
     """(loss per batch, {variable path: [gradient per batch]}) under ``policy``."""
     import tensorflow as tf
 
-    state = checkpoint.read_state(model_dir)
     keras.mixed_precision.set_global_policy(policy)
     try:
         model = build_model(ModelConfig(**state["model_config"]),
@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     faces = [load_faceset(getattr(cfg, side), res) for side in ("a", "b")]
     dataset = PairDataset(*faces, cfg.batch_size, cfg, cfg.seed, cfg.eyes_mouth_priority)
     batches = [dataset[args.iteration + i] for i in range(args.batches)]
-    loss32, g32 = gradients(args.model, "float32", batches)
-    loss16, g16 = gradients(args.model, "mixed_bfloat16", batches)
+    loss32, g32 = gradients(args.model, state, "float32", batches)
+    loss16, g16 = gradients(args.model, state, "mixed_bfloat16", batches)
     print(f"{args.model} at iteration {state['iteration']}, {args.batches} batches of "
           f"{cfg.batch_size} per side")
     print(f"loss float32 {np.mean(loss32):.5f}  bf16 {np.mean(loss16):.5f}  "

@@ -26,7 +26,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = from_args(StudioConfig, args)
     check(config)
-    if config.host not in ("127.0.0.1", "localhost", "::1"):
+    from intracoder.studio.security import LOCAL
+
+    if config.host not in LOCAL:
         print(f"warning: the studio is reachable from other machines on {config.host}; "
               "anyone with the printed token can read and write the workspace's facesets, "
               "models and videos, over plain HTTP", file=sys.stderr)

@@ -46,8 +46,7 @@ class Downscale(layers.Layer):
         super().__init__(**kwargs)
         self.filters = filters
         self.kernel_size = kernel_size
-        self.conv = Conv2D(filters, kernel_size, strides=2, padding="same",
-                                    name="conv")
+        self.conv = Conv2D(filters, kernel_size, strides=2, padding="same", name="conv")
         self.act = layers.LeakyReLU(negative_slope=0.1)
 
     def build(self, input_shape: tuple) -> None:
@@ -167,7 +166,7 @@ class DoublingOutput(layers.Layer):
         super().__init__(**kwargs)
         self.channels = channels
         self.convs = [Conv2D(channels, 1 if i == 0 else 3, padding="same",
-                            name=f"conv{i}", dtype=self.dtype_policy)
+                             name=f"conv{i}", dtype=self.dtype_policy)
                       for i in range(4)]
 
     def build(self, input_shape: tuple) -> None:

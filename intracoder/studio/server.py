@@ -108,7 +108,7 @@ def create_app(config: StudioConfig, token: str | None = None) -> FastAPI:
 
     @app.exception_handler(security.Refused)
     async def refused(request, exc: security.Refused):
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return _refusal(exc, request.url.path)
 
     def inside(path: str, kind: str = "path") -> Path:
         return ws.inside(root, path, kind)
