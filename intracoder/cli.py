@@ -26,12 +26,13 @@ COMMANDS = [
     "intracoder.commands.pretrain",
     "intracoder.commands.train_refiner",
     "intracoder.commands.verify",
+    "intracoder.commands.mask",
     "intracoder.commands.convert",
     "intracoder.commands.studio",
 ]
 
 # Commands that never touch Keras or TensorFlow, so they start instantly.
-LIGHT_COMMANDS = {"inspect", "sort", "verify"}
+LIGHT_COMMANDS = {"inspect", "sort", "verify", "mask propagate", "mask labels"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             from intracoder.training.backend import select_backend
 
             select_backend(args.backend or "auto")
-        if args.command not in LIGHT_COMMANDS:
+        step = getattr(args, "mask_command", None)  # a command's own step, e.g. mask labels
+        if (f"{args.command} {step}" if step else args.command) not in LIGHT_COMMANDS:
             from intracoder.quiet import import_backend
 
             import_backend()

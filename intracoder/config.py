@@ -2,7 +2,8 @@
 
 Each field becomes ``--field-name``; its type, default and ``metadata["help"]`` drive the
 option. Fields with ``metadata["positional"]`` become positional arguments, and
-``metadata["choices"]`` restricts values and ``metadata["flag"]`` names an option whose
+``metadata["choices"]`` restricts values, ``metadata["nargs"]`` lets a list option take
+several values after one flag (``--faces A B``), and ``metadata["flag"]`` names an option whose
 field name cannot be its flag (``--from``). A bool field becomes an on/off flag pair.
 """
 
@@ -43,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
         if tp is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=f"{help_} (default: {default})")
+        elif tp is list and f.metadata.get("nargs"):
+            parser.add_argument(flag, dest=f.name, type=item, action="extend", nargs="+",
+                                default=None, metavar=f.metadata.get("metavar"), help=help_)
         elif tp is list:
             parser.add_argument(flag, dest=f.name, type=item, action="append", default=None,
                                 help=help_ + " (repeatable)")

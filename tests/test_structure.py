@@ -1,6 +1,6 @@
 """The package structure keeps the data flow: a package imports only the ones before it.
 
-faces -> data -> models -> training -> refiner -> convert -> metrics, with shared pieces
+faces -> data -> models -> training -> segment -> refiner -> convert -> metrics, with shared pieces
 (media, imaging, identity, provenance, errors, atomic writes, ...) below all of them and the
 command and studio layers on top. Function-level imports count too: a cycle hidden in a
 function is still a cycle.
@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "intracoder"
-FLOW = ["faces", "data", "models", "training", "refiner", "convert", "metrics"]
+FLOW = ["faces", "data", "models", "training", "segment", "refiner", "convert", "metrics"]
 SHARED = {"errors", "atomic", "quiet", "progress", "config", "media", "imaging", "identity",
           "provenance", "samples", "__init__"}
 TOP = {"commands", "cli", "demo", "studio", "__main__"}

@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--sheet", metavar="FILE.png",
                    help="a folder: also draw its crops (in the order of the last `sort`) "
                    "labelled with blur and yaw into a contact sheet")
+    p.add_argument("--masks", action="store_true",
+                   help="on the sheet, outline the hull and tint red what the learned mask "
+                   "(intracoder mask apply) leaves out")
     p.add_argument("--columns", type=int, default=8, help="contact sheet columns (default: 8)")
     p.add_argument("--limit", type=int, default=400,
                    help="at most this many crops on the sheet; 0: all (default: 400)")
@@ -68,9 +71,26 @@ def summarise(folder: Path) -> dict:
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    from intracoder.faces.faceset import read_meta
+def _crop(path: Path) -> dict:
+    """A crop's metadata, and its masks: the hull's share of the crop and, once applied,
+    the learned mask's share and how much of the hull it keeps."""
+    from intracoder.faces.faceset import read_face
+    from intracoder.faces.labels import labels_of
 
+    face = read_face(path)
+    out = dataclasses.asdict(face.meta)
+    hull = face.mask >= 128
+    masks = {"hull": {"area": round(float(hull.mean()), 4)}}
+    if face.learned is not None:
+        learned = face.learned >= 128
+        masks["learned"] = {"area": round(float(learned.mean()), 4),
+                            "keeps_of_hull": round(float(learned[hull].mean()), 4) if hull.any() else 0.0}
+    masks["labels"] = len(labels_of(face.meta))
+    out["masks"] = masks
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if args.sheet and not path.is_dir():
         raise UserError(f"--sheet needs a folder of faces; {path} is not one")
@@ -79,10 +99,11 @@ def run(args: argparse.Namespace) -> int:
         if args.sheet:
             from intracoder.faces.sheet import contact_sheet
 
-            sheet = contact_sheet(path, args.sheet, columns=args.columns, limit=args.limit or None)
+            sheet = contact_sheet(path, args.sheet, columns=args.columns, limit=args.limit or None,
+                                  masks=args.masks)
             out["sheet"] = {"path": str(sheet.path), "shown": len(sheet.shown)}
     elif path.exists():
-        out = dataclasses.asdict(read_meta(path))
+        out = _crop(path)
         if not args.landmarks:
             out["landmarks"] = f"<{len(out['landmarks'])} points; --landmarks to show>"
     else:

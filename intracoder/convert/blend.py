@@ -183,20 +183,26 @@ POISSON_SIDE = 80
 
 
 def paste_seamless(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndarray,
-                   interpolation: int = cv2.INTER_LINEAR,
-                   max_side: int = POISSON_SIDE) -> np.ndarray:
+                   interpolation: int = cv2.INTER_LINEAR, max_side: int = POISSON_SIDE,
+                   solve_mask: np.ndarray | None = None) -> np.ndarray:
     """Poisson-blend the face into the frame (cv2.seamlessClone, NORMAL_CLONE): the face keeps
     its gradients and takes its low frequencies from the frame around it, which hides
     residual colour and lighting differences. The solve runs on ``paste_region`` only, never
     the full frame (the classic 13 s/frame bottleneck of full-frame cloning). The cloned
     face is then alpha-composited with the feathered mask, exactly as ``paste_alpha`` does,
-    so the seam keeps its feather and pixels the mask does not touch are left as they are."""
+    so the seam keeps its feather and pixels the mask does not touch are left as they are.
+    ``solve_mask`` (default ``mask``) is where the Poisson equation is solved: a mask with a
+    hand or a cup cut out of it is solved over the whole face, or the membrane would be
+    pinned to the occluder's colours along its edge and tint the face around it."""
     _check(frame, face, mask)
-    region = paste_region(frame.shape, mask, matrix)
+    region = paste_region(frame.shape, mask if solve_mask is None else
+                          np.maximum(_byte(mask), _byte(solve_mask)), matrix)
     if region is None:
         return frame.copy()
     face_w, alpha = _warp_into(region, face, mask, matrix, interpolation)
-    inside = (alpha > 0).astype(np.uint8) * 255
+    solve = alpha if solve_mask is None else _warp_into(region, face, solve_mask, matrix,
+                                                        interpolation)[1]
+    inside = (solve > 0).astype(np.uint8) * 255
     if not inside.any():
         return frame.copy()
     x0, y0, x1, y1 = region

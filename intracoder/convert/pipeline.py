@@ -29,6 +29,7 @@ from intracoder.convert.media import Sink, Source, check_output, open_source
 from intracoder.convert.settings import (BLENDS, COLOURS, MASK_MODES, REFINER, Settings,
                                          SettingsFile, check_config, schedule, with_settings)
 from intracoder.convert.smoothing import FaceLocator, FaceTracks
+from intracoder.convert.learned import load_segment
 from intracoder.convert.swap import FaceSwapper
 from intracoder.errors import UserError
 from intracoder.media.image import write_image
@@ -40,8 +41,9 @@ from intracoder.provenance.metadata import image_text
 if TYPE_CHECKING:
     from intracoder.faces.extract import FaceFinder
     from intracoder.models.autoencoder import SwapModel
+    from intracoder.segment.predict import MaskPredictor
 
-STAGES = ("decode", "detect", "model", "colour", "blend", "mark", "encode")
+STAGES = ("decode", "detect", "model", "mask", "colour", "blend", "mark", "encode")
 PREVIEWS = 8  # side-by-side previews, spread evenly over the frames
 WORKER_CORES = 4  # cores per worker process when --workers is not given
 _DEFAULT = Settings()  # the per-frame options' defaults live in one place
@@ -75,8 +77,13 @@ class ConvertConfig:
                 "e.g. 0.9..1.1 to fit a narrower or wider head"})
     mask: str = field(default=_DEFAULT.mask, metadata={
         "choices": list(MASK_MODES),
-        "help": "blend mask: predicted = the model's mask within the landmark hull, hull = "
-                "the hull only, predicted-only = the model's mask only"})
+        "help": "blend mask: learned = the mask net's view of the face in the frame (keeps "
+                "a hand or a cup in front of it), learned-predicted = that times the model's "
+                "mask, predicted = the model's mask within the landmark hull, hull = the hull "
+                "only, predicted-only = the model's mask only; auto = learned when a mask "
+                "model is found, else predicted"})
+    mask_model: str | None = field(default=None, metadata={
+        "help": "mask model folder (intracoder mask train); default: MODEL/mask when there"})
     start: int = field(default=0, metadata={"help": "first frame (video) or image (folder)"})
     end: int | None = field(default=None, metadata={
         "help": "frame or image to stop before; none: to the end"})
@@ -253,6 +260,7 @@ class Job:
     mid: str
     finder: FaceFinder
     refine: Callable[..., np.ndarray] | None = None
+    segment: MaskPredictor | None = None  # the mask net, when a mask mode uses one
 
 
 def load_job(cfg: ConvertConfig, finder: FaceFinder | None = None,
@@ -263,8 +271,10 @@ def load_job(cfg: ConvertConfig, finder: FaceFinder | None = None,
     model, state = loaded or load_model(cfg.model)
     job = Job(cfg, model, state, model_id(state),
               finder or FaceFinder(cfg.min_size, cfg.min_confidence))
-    if uses_refiner(schedule(cfg), cfg.start):
+    plan = schedule(cfg)
+    if uses_refiner(plan, cfg.start):
         load_refiner(job)
+    job.segment = load_segment(cfg.model, cfg.mask_model, plan.in_use(cfg.start))
     return job
 
 
@@ -341,7 +351,8 @@ def run_frames(job: Job, source: Source, sink: Sink, advance: Callable[[int], ob
     # has there; a scene with it off gets the raw ones.
     tracks = FaceTracks(source.fps) if video else None
     locator = FaceLocator(job.finder, cfg.detect_every if video else 1)
-    swapper = FaceSwapper(job.model, decoder_of(cfg), job.state["face_type"], cfg, job.refine)
+    swapper = FaceSwapper(job.model, decoder_of(cfg), job.state["face_type"], cfg, job.refine,
+                          job.segment)
     summary = ConvertSummary()
     frames = source.frames()
 

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from intracoder.convert.media import Source
@@ -120,14 +121,34 @@ def warm_start(frame_index: int, origin: int, detect_every: int, warm: int) -> i
     return origin + (first - origin) // detect_every * detect_every
 
 
+class _Green:
+    """The job's model with every generated face pure green: pasted by alpha blending with
+    no colour transfer or sharpening, the frame shows the blend mask and nothing else."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def decode(self, faces, decoder, batch_size=32):
+        generated, masks = self._model.decode(faces, decoder, batch_size=batch_size)
+        return np.broadcast_to(np.float32([0, 1, 0]), generated.shape), masks  # RGB
+
+
 def preview_frame(job: Job, video_path: str | Path, frame_index: int, settings: Settings,
-                  warm: int = WARM, cache: FrameCache | None = None
+                  warm: int = WARM, cache: FrameCache | None = None, mask_view: bool = False
                   ) -> tuple[np.ndarray, np.ndarray]:
     """(before, after) BGR uint8 of frame ``frame_index`` (counted from the video's first)
     of ``video_path``: as decoded, and as ``convert`` with ``job``'s options and
     ``settings`` writes it, swapped and marked. ``job``: pipeline.load_job's, loaded once;
     its ``start`` and ``detect_every`` place the detector's key frames as convert would.
-    A refiner colour mode loads the model folder's refiner into ``job`` on first use."""
+    A refiner colour mode loads the model folder's refiner into ``job`` on first use.
+    ``mask_view``: "after" is the frame with the blend mask (mask mode, erode, blur, face
+    scale as in ``settings``) tinted green at half strength instead of the swapped face."""
+    if mask_view:
+        settings = dataclasses.replace(settings, color="none", blend="alpha", sharpen=0.0)
+        job = dataclasses.replace(job, model=_Green(job.model))
     if settings.problems():
         key, why = settings.problems()[0]
         raise UserError(f"{key} {why}")
@@ -154,4 +175,7 @@ def preview_frame(job: Job, video_path: str | Path, frame_index: int, settings: 
     sink = _Capture()
     run_frames(quiet, source, sink, lambda n: None, warmup=frame_index - first,
                first=first - origin, plan=SettingsFile(settings))
-    return decoded[-1].image.copy(), sink.frame
+    before = decoded[-1].image.copy()
+    if mask_view:
+        return before, cv2.addWeighted(before, 0.5, sink.frame, 0.5, 0.0)
+    return before, sink.frame

@@ -29,10 +29,15 @@ FILE_NAME = "convert_settings.json"
 REFINER = "refiner"  # the colour choice that runs the model folder's refiner net
 COLOURS = (*sorted(COLOUR_MODES), REFINER)
 BLENDS = ("seamless", "alpha")
-# predicted: the model's mask within the landmark hull (follows occlusions, never leaks);
+# auto: learned when a mask model is at hand (--mask-model or MODEL/mask), else predicted;
+# predicted: the model's mask within the landmark hull (never leaks past the hull);
 # hull: the landmark hull alone (a mask that is still poor early in training);
-# predicted-only: the model's mask alone (hair or a beard the hull cuts off).
-MASK_MODES = ("predicted", "hull", "predicted-only")
+# predicted-only: the model's mask alone (hair or a beard the hull cuts off);
+# learned: the mask net's segmentation of the face in the frame (what is visible there: a
+# hand or a cup in front of the face is kept); learned-predicted: its product with the
+# model's mask (DeepFaceLab's XSeg-dst * XSeg-prd).
+MASK_MODES = ("auto", "predicted", "hull", "predicted-only", "learned", "learned-predicted")
+LEARNED_MODES = ("auto", "learned", "learned-predicted")  # modes that use a mask model
 # Beyond these the pasted face no longer lines up with the head it is pasted on.
 FACE_SCALE_RANGE = (0.5, 2.0)
 
@@ -47,7 +52,7 @@ class Settings:
     blur: float = 16.0
     sharpen: float = 1.0
     face_scale: float = 1.0
-    mask: str = "predicted"
+    mask: str = "auto"
     smooth: bool = True
     face_index: int | None = None
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import cv2
 import numpy as np
 
-from intracoder.convert import blend, colour
+from intracoder.convert import blend, colour, learned
 from intracoder.convert.settings import REFINER, Settings
 from intracoder.convert.sharpen import sharpen
 from intracoder.faces.align import DegenerateLandmarks, alignment_matrix, transform_points
@@ -20,6 +20,7 @@ from intracoder.faces.masks import hull_mask
 if TYPE_CHECKING:
     from intracoder.convert.pipeline import ConvertConfig, ConvertSummary
     from intracoder.models.autoencoder import SwapModel
+    from intracoder.segment.predict import MaskPredictor
 
 # The model's input is cut as large as the face is in the frame (then shrunk with INTER_AREA,
 # as the training faces were), up to MAX_CUT, which bounds the cost of a face filling a 4K
@@ -46,6 +47,8 @@ class _Face:
     size: int
     small: np.ndarray  # BGR crop at the model's resolution
     hull: np.ndarray  # face-mesh hull in the paste crop
+    seg: np.ndarray | None = None  # the crop the mask net sees
+    seg_matrix: np.ndarray | None = None  # 2x3, frame -> seg
 
 
 class FaceSwapper:
@@ -53,9 +56,11 @@ class FaceSwapper:
     chunk of frames at once, and blends the results back in."""
 
     def __init__(self, model: SwapModel, decoder: str, face_type: str, config: ConvertConfig,
-                 refine: Callable[..., np.ndarray] | None = None):
+                 refine: Callable[..., np.ndarray] | None = None,
+                 segment: MaskPredictor | None = None):
         self.model, self.decoder, self.face_type, self.config = model, decoder, face_type, config
         self.refine = refine  # refine_faces bound to a refiner: replaces colour transfer
+        self.segment = segment  # the mask net, for the learned mask modes
         self.res = model.config.resolution
         # A fixed power of two: decode pads short batches to powers of two, so the model is
         # traced for a handful of batch shapes however many faces each chunk holds.
@@ -78,7 +83,12 @@ class FaceSwapper:
         size = min(cut, max(PASTE_SIZE, self.res))
         matrix = unit * (size / self.res)
         hull = hull_mask(transform_points(landmarks, matrix), size)
-        return _Face(frame_no, matrix, size, small, hull)
+        face = _Face(frame_no, matrix, size, small, hull)
+        if self.segment is not None:
+            face.seg, face.seg_matrix = learned.segment_crop(
+                frame, landmarks, self.segment.face_type, self.segment.resolution, crop,
+                unit * (cut / self.res), self.face_type)
+        return face
 
     def swap(self, frames: list[np.ndarray], faces: list[list[np.ndarray]],
              summary: ConvertSummary,
@@ -99,35 +109,45 @@ class FaceSwapper:
         with summary.timed("model"):
             rgb = np.stack([f.small[..., ::-1] for f in cut])
             generated, masks = self.model.decode(rgb, self.decoder, batch_size=self.batch)
+        seen: list[np.ndarray | None] = [None] * len(cut)  # learned masks in the paste crops
+        if learned.needs_segment(settings, self.segment is not None):
+            with summary.timed("mask"):
+                probs = self.segment.probabilities(np.stack([f.seg for f in cut]), self.batch)
+                seen = [learned.into_paste(p, f.seg_matrix, f.matrix, f.size)
+                        for p, f in zip(probs, cut)]
         with summary.timed("colour"):
             bgr = np.clip(np.rint(generated[..., ::-1] * 255.0), 0, 255).astype(np.uint8)
             pred8 = np.clip(np.rint(masks[..., 0] * 255.0), 0, 255).astype(np.uint8)
             smalls = np.stack([f.small for f in cut])
             # Statistics come from where the model and the landmarks agree there is face,
             # whatever the blend mask: the colour must not change with it.
-            inside = np.stack([np.minimum(p, cv2.resize(f.hull, (res, res),
-                                                        interpolation=cv2.INTER_AREA))
-                               for p, f in zip(pred8, cut)])
+            # An occluder the mask net sees is left out of them too.
+            visible = [f.hull if v is None else np.minimum(f.hull, v) for f, v in zip(cut, seen)]
+            inside = np.stack([np.minimum(p, cv2.resize(v, (res, res), interpolation=cv2.INTER_AREA))
+                               for p, v in zip(pred8, visible)])
             coloured = self._colour(bgr, smalls, inside, [settings[f.frame] for f in cut])
 
         faces_of: dict[int, list] = {}  # frame -> its faces, pasted one after the other
-        for face, generated_face, predicted in zip(cut, coloured, pred8):
-            faces_of.setdefault(face.frame, []).append((face, generated_face, predicted))
+        for face, generated_face, predicted, visible in zip(cut, coloured, pred8, seen):
+            faces_of.setdefault(face.frame, []).append((face, generated_face, predicted, visible))
 
         def paste_all(frame_no: int) -> np.ndarray:
             frame, own = frames[frame_no], settings[frame_no]
             paste = blend.paste_seamless if own.blend == "seamless" else blend.paste_alpha
-            for face, generated_face, predicted in faces_of[frame_no]:
+            mode = learned.resolve(own.mask, self.segment is not None)
+            for face, generated_face, predicted, visible in faces_of[frame_no]:
                 side = (face.size, face.size)
                 big = cv2.resize(generated_face, side, interpolation=cv2.INTER_CUBIC)
                 pred_big = cv2.resize(predicted, side, interpolation=cv2.INTER_LINEAR)
-                mask = blend.face_mask(None if own.mask == "hull" else pred_big,
-                                       None if own.mask == "predicted-only" else face.hull,
-                                       own.erode, own.blur, face.size)
+                mask, solve = learned.paste_masks(mode, pred_big, face.hull, visible, own.erode,
+                                                  own.blur, face.size)
                 matrix = blend.scaled_matrix(face.matrix, own.face_scale, face.size)
                 # Cubic, not bilinear: the face is enlarged again on its way into the frame
                 # (face-box sharpness 0.39 -> 0.40 on person_b -> person_a).
-                frame = paste(frame, big, mask, matrix, cv2.INTER_CUBIC)
+                if own.blend == "seamless":
+                    frame = paste(frame, big, mask, matrix, cv2.INTER_CUBIC, solve_mask=solve)
+                else:
+                    frame = paste(frame, big, mask, matrix, cv2.INTER_CUBIC)
             return frame
 
         out = list(frames)

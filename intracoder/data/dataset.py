@@ -104,7 +104,9 @@ def _load_one(path: Path, resolution: int
     # INTER_AREA averages when shrinking (no aliasing); the data check forbids enlarging.
     interp = cv2.INTER_AREA if size > resolution else cv2.INTER_LINEAR
     image = cv2.resize(face.image, (resolution, resolution), interpolation=interp)
-    mask = cv2.resize(face.mask, (resolution, resolution), interpolation=interp)
+    # The learned mask once applied: the loss then ignores occluded pixels and the decoder's
+    # mask learns to leave a hand or a cup out.
+    mask = cv2.resize(face.train_mask, (resolution, resolution), interpolation=interp)
     landmarks = face.meta.landmarks_in_crop() * (resolution / size)
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     return rgb, mask, priority_hulls(landmarks), face.meta.face_type, size, float(face.meta.yaw)

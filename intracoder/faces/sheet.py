@@ -26,10 +26,11 @@ class SheetResult:
 
 def contact_sheet(folder: str | Path, out_png: str | Path, order: list[str] | None = None,
                   columns: int = 8, labels: bool = True, thumb: int = 96,
-                  limit: int | None = 400) -> SheetResult:
+                  limit: int | None = 400, masks: bool = False) -> SheetResult:
     """Draw the crops of ``folder`` (``order``, default the index's order: that of the last
     ``sort``) as a grid of ``thumb``-px tiles, ``limit`` at most, and write ``out_png``
-    atomically. Labels: ``b`` blur score, ``y`` yaw in degrees."""
+    atomically. Labels: ``b`` blur score, ``y`` yaw in degrees. ``masks``: the hull's
+    outline drawn in yellow and what the learned mask leaves out tinted red."""
     folder, out_png = Path(folder), Path(out_png)
     if out_png.suffix.lower() != ".png":
         raise UserError(f"--sheet {out_png}: the contact sheet is a .png file")
@@ -49,7 +50,8 @@ def contact_sheet(folder: str | Path, out_png: str | Path, order: list[str] | No
     sheet = np.full((n_rows * cell_h, min(columns, len(shown)) * thumb, 3), 32, np.uint8)
     for k, name in enumerate(shown):
         y, x = (k // columns) * cell_h, (k % columns) * thumb
-        image = read_face(folder / name).image
+        face = read_face(folder / name)
+        image = overlay_masks(face.image, face.mask, face.learned) if masks else face.image
         sheet[y:y + thumb, x:x + thumb] = cv2.resize(image, (thumb, thumb),
                                                      interpolation=cv2.INTER_AREA)
         if labels:
@@ -62,3 +64,16 @@ def contact_sheet(folder: str | Path, out_png: str | Path, order: list[str] | No
         if not cv2.imwrite(str(tmp), sheet):
             raise UserError(f"{out_png}: could not write the contact sheet")
     return SheetResult(out_png, shown, len(names))
+
+
+def overlay_masks(image: np.ndarray, hull: np.ndarray, learned: np.ndarray | None) -> np.ndarray:
+    """The crop with the hull's outline in yellow and, once a learned mask is applied, the
+    part of the hull it leaves out (an occluder, hair) tinted red."""
+    out = image.copy()
+    if learned is not None:
+        left_out = (hull >= 128) & (learned < 128)
+        out[left_out] = (0.45 * out[left_out] + 0.55 * np.array([40, 40, 230])).astype(np.uint8)
+    contours, _ = cv2.findContours((hull >= 128).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, (0, 220, 255), max(1, image.shape[0] // 128), cv2.LINE_AA)
+    return out

@@ -32,7 +32,8 @@ HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"
 LOCAL = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD = frozenset({"0.0.0.0", "::", ""})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-PUBLIC = frozenset({"/app.js", "/style.css"})  # the page's own code: nothing of the workspace
+# The page's own code: nothing of the workspace.
+PUBLIC = frozenset({"/app.js", "/masks.js", "/style.css"})
 PAGES = frozenset({"/", "/index.html"})
 # What the page shows through /files: crops and plots, the report's page, images and videos.
 SERVED = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".html",

@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 
 from intracoder.errors import UserError
-from intracoder.studio import security
+from intracoder.studio import masks, security
 from intracoder.studio import workspace as ws
 from intracoder.studio.config import StudioConfig
 from intracoder.studio.jobs import Job
@@ -45,7 +45,7 @@ class Previews:
         self._jobs: dict[str, object] = {}
         self._lock = threading.Lock()
 
-    def frame(self, model: Path, video: Path, index: int, settings: dict):
+    def frame(self, model: Path, video: Path, index: int, settings: dict, mask: bool = False):
         from intracoder.convert.pipeline import ConvertConfig, load_job
         from intracoder.convert.preview import preview_frame
 
@@ -54,7 +54,8 @@ class Previews:
             if key not in self._jobs:
                 self._jobs[key] = load_job(ConvertConfig(input=str(video), output="",
                                                          model=str(model)))
-            return preview_frame(self._jobs[key], video, index, ws.settings_from(settings))
+            return preview_frame(self._jobs[key], video, index, ws.settings_from(settings),
+                                 mask_view=mask)
 
 
 def _refusal(refused: security.Refused, path: str) -> Response:
@@ -112,6 +113,8 @@ def create_app(config: StudioConfig, token: str | None = None) -> FastAPI:
 
     def inside(path: str, kind: str = "path") -> Path:
         return ws.inside(root, path, kind)
+
+    masks.register(app, root, inside)  # the Masks tab's routes (studio/masks.py)
 
     @app.get("/api/workspace")
     def workspace():
@@ -203,8 +206,10 @@ def create_app(config: StudioConfig, token: str | None = None) -> FastAPI:
                       settings: str = Query("{}")):
         import json
 
+        if which not in ("before", "after", "mask"):  # mask: the after frame's blend mask
+            raise UserError(f"which: must be before, after or mask, got {which[:20]!r}")
         before, after = previews.frame(inside(model, "model"), inside(video, "video"), frame,
-                                       json.loads(settings))
+                                       json.loads(settings), mask=which == "mask")
         return _png(before if which == "before" else after)
 
     @app.post("/api/convert/apply_from")

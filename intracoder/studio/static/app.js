@@ -161,7 +161,9 @@ function showFrame() {
         const r = await fetch(img.src); const d = await r.json().catch(() => ({}));
         showError(d.error || "the frame could not be made");
       };
-      img.src = `/api/convert/frame.png?${query({...params, which})}`;
+      // "Show mask": the after frame with the blend mask tinted instead of the swapped face.
+      const shown = which === "after" && $("cv-show-mask").checked ? "mask" : which;
+      img.src = `/api/convert/frame.png?${query({...params, which: shown})}`;
     }
   }, 150);
 }
@@ -179,6 +181,7 @@ $("cv-open").addEventListener("click", async () => {
   showFrame();
 });
 $("cv-frame").addEventListener("input", showFrame);
+$("cv-show-mask").addEventListener("change", showFrame);
 for (const input of document.querySelectorAll(".controls [data-key]")) input.addEventListener("change", showFrame);
 $("cv-apply").addEventListener("click", async () => showKeys(await api("/api/convert/apply_from", {
   model: $("cv-model").value, frame: Number($("cv-frame").value), settings: settings()})));

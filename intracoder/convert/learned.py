@@ -1,0 +1,142 @@
+"""The learned mask in convert: which mask net a convert uses, the crop it sees, and how each
+mask mode combines it with the model's mask and the landmark hull."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import cv2
+import numpy as np
+
+from intracoder.convert import blend
+from intracoder.convert.settings import LEARNED_MODES, Settings
+from intracoder.errors import UserError
+from intracoder.faces.align import alignment_matrix
+
+if TYPE_CHECKING:
+    from intracoder.segment.predict import MaskPredictor
+
+
+def load_segment(model_dir: str | None, mask_model: str | None,
+                 settings: Sequence[Settings]) -> MaskPredictor | None:
+    """The mask net when some frame's mask mode uses one: ``mask_model``, else MODEL/mask.
+    A UserError when learned is asked for and there is none; auto falls back to predicted."""
+    from intracoder.segment.predict import MaskPredictor
+    from intracoder.segment.store import find_mask_model
+
+    modes = {s.mask for s in settings}
+    if not modes & set(LEARNED_MODES):
+        return None
+    folder = find_mask_model(model_dir, mask_model)
+    if folder is None:
+        asked = sorted(modes & {"learned", "learned-predicted"})
+        if asked:
+            raise UserError(f"--mask {asked[0]} needs a mask model: train one with intracoder "
+                            f"mask train and pass --mask-model MASKDIR (or put it in "
+                            f"{Path(model_dir or 'MODEL') / 'mask'})")
+        return None
+    return MaskPredictor.load(folder)
+
+
+def needs_segment(settings: Sequence[Settings], have: bool) -> bool:
+    """Whether a chunk of frames needs the mask net run on its faces."""
+    return have and any(s.mask in LEARNED_MODES for s in settings)
+
+
+def resolve(mode: str, have_segment: bool) -> str:
+    """The mode a frame is blended with: auto is learned with a mask net, else predicted."""
+    if mode == "auto":
+        return "learned" if have_segment else "predicted"
+    if mode in ("learned", "learned-predicted") and not have_segment:
+        raise UserError(f"mask {mode} needs a mask model: train one with intracoder mask train "
+                        "and put it in MODEL/mask (or pass --mask-model)")
+    return mode
+
+
+def segment_crop(frame: np.ndarray, landmarks: np.ndarray, face_type: str, res: int,
+                 cut: np.ndarray, cut_matrix: np.ndarray, model_face_type: str
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(the crop the mask net sees, its 2x3 frame -> crop matrix). When the net learnt the
+    model's face type, it is the model's cut shrunk (one warp per face, not two)."""
+    if face_type == model_face_type:
+        scale = res / cut.shape[0]
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        return cv2.resize(cut, (res, res), interpolation=interp), cut_matrix * scale
+    matrix = alignment_matrix(landmarks, face_type, res)
+    return cv2.warpAffine(frame, matrix, (res, res), flags=cv2.INTER_AREA,
+                          borderMode=cv2.BORDER_REPLICATE), matrix
+
+
+def into_paste(prob: np.ndarray, seg_matrix: np.ndarray, paste_matrix: np.ndarray,
+               size: int) -> np.ndarray:
+    """The net's probabilities (in its crop) as a uint8 mask in the paste crop."""
+    to_seg = np.vstack([seg_matrix, [0.0, 0.0, 1.0]])
+    to_paste = np.vstack([paste_matrix, [0.0, 0.0, 1.0]])
+    m = (to_paste @ np.linalg.inv(to_seg))[:2]
+    warped = cv2.warpAffine(prob.astype(np.float32), m, (size, size), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    return np.clip(np.rint(warped * 255.0), 0, 255).astype(np.uint8)
+
+
+def blend_inputs(mode: str, predicted: np.ndarray, hull: np.ndarray, learned: np.ndarray | None
+                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(mask, hull) to hand blend.face_mask for a resolved ``mode``; it takes their minimum."""
+    if mode in ("learned", "learned-predicted") and learned is None:
+        raise ValueError(f"mask {mode} needs the learned mask")
+    if mode == "learned":
+        return learned, None
+    if mode == "learned-predicted":
+        product = learned.astype(np.float32) * predicted.astype(np.float32) / 255.0
+        return np.clip(np.rint(product), 0, 255).astype(np.uint8), None
+    if mode == "hull":
+        return None, hull
+    if mode == "predicted-only":
+        return predicted, None
+    return predicted, hull
+
+
+INNER = 0.06  # what the learned mask leaves out this far inside the hull is an occluder
+RIM = 3.0  # an occluder's edge: grown by this, feathered by half of it (px of a 256-px face)
+
+
+def occluders(learned: np.ndarray, hull: np.ndarray, size: int) -> np.ndarray:
+    """The occluders of a learned mask: the regions it leaves out that reach well inside the
+    hull (a hand, a cup, a microphone; a hand that enters from the cheek's edge counts as a
+    whole), as a bool mask. What it leaves out only along the hull's edge (hair at the
+    temple, a jaw line) is the face's outline, not an occluder."""
+    inner_k = max(1, int(round(INNER * size)))
+    inner = cv2.erode(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inner_k + 1,) * 2))
+    candidate = ((learned < 128) & (hull >= 128)).astype(np.uint8)
+    seeds = candidate.astype(bool) & (inner >= 128)
+    if not seeds.any():
+        return np.zeros(hull.shape, bool)
+    n, labels = cv2.connectedComponents(candidate, connectivity=8)
+    return np.isin(labels, np.unique(labels[seeds])) & candidate.astype(bool)
+
+
+def paste_masks(mode: str, predicted: np.ndarray, hull: np.ndarray, learned: np.ndarray | None,
+                erode_px: float, blur_px: float, size: int
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(blend mask, Poisson solve mask or None) of one face in its paste crop.
+
+    With a learned mode the face's outline gets the usual erode and feather, but an occluder
+    gets its own narrow rim: the wide feather would either paint the generated face over
+    the occluder's edge or, eroded away from it, leave a band of the original face around
+    it. The Poisson equation is solved over the face with the occluders filled in
+    (blend.paste_seamless), so their colours do not bleed into the face."""
+    chosen, with_hull = blend_inputs(mode, predicted, hull, learned)
+    if mode not in ("learned", "learned-predicted"):
+        return blend.face_mask(chosen, with_hull, erode_px, blur_px, size), None
+    occluded = occluders(learned, hull, size)
+    filled = np.where(occluded, np.maximum(chosen, hull), chosen).astype(np.uint8)
+    mask = blend.face_mask(filled, with_hull, erode_px, blur_px, size)
+    solve = np.maximum(mask, blend.face_mask(None, hull, erode_px, blur_px, size))
+    if occluded.any():
+        scale = size / blend.REFERENCE_FACE_SIZE
+        grow = max(1, int(round(RIM * scale)))
+        rim = cv2.dilate(occluded.astype(np.uint8), cv2.getStructuringElement(
+            cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2)).astype(np.float32)
+        rim = cv2.GaussianBlur(rim, (0, 0), max(0.5, RIM * scale / 2.0))
+        mask = np.clip(np.rint(mask * (1.0 - np.minimum(rim * 1.5, 1.0))), 0, 255).astype(np.uint8)
+    return mask, solve
