@@ -1,8 +1,10 @@
-"""bench/occlusion.py and bench/mask.py's pure parts: PSNR in a region, the scored regions,
-the occluder painters, the summary-line parsing. No model, no video: fast."""
+"""bench/occlusion.py (with occlusion_paint.py, occlusion_measure.py) and bench/mask.py's pure
+parts: PSNR in a region, the scored regions, the occluder painters, the summary-line parsing.
+No model, no video: fast."""
 
 from __future__ import annotations
 
+import importlib
 import math
 from types import SimpleNamespace
 
@@ -14,6 +16,17 @@ from conftest import load_bench
 @pytest.fixture(scope="module")
 def occ():
     return load_bench("occlusion")
+
+
+@pytest.fixture(scope="module")
+def paint(occ):
+    """bench/occlusion_paint.py, importable once the script put bench/ on sys.path."""
+    return importlib.import_module("occlusion_paint")
+
+
+@pytest.fixture(scope="module")
+def measure(occ):
+    return importlib.import_module("occlusion_measure")
 
 
 @pytest.fixture(scope="module")
@@ -29,34 +42,34 @@ def portrait():
     return portrait("grace_hopper"), (160.0, 125.0, 215.0, 215.0)
 
 
-def test_psnr_and_mad_count_only_the_region(occ):
+def test_psnr_and_mad_count_only_the_region(measure):
     a = np.full((40, 50, 3), 100, np.uint8)
     b = a.copy()
     region = np.zeros((40, 50), bool)
     region[10:20, 10:30] = True
-    assert occ.psnr_in(a, b, region) == occ.PSNR_CAP  # identical
+    assert measure.psnr_in(a, b, region) == measure.PSNR_CAP  # identical
     b[region] += 10  # a difference of 10 on every channel inside
     b[0:5, 0:5] = 255  # outside the region: not counted
-    assert occ.psnr_in(a, b, region) == pytest.approx(10 * math.log10(255 ** 2 / 100))
-    assert occ.mad_in(a, b, region) == pytest.approx(10.0)
-    assert occ.psnr_in(a, b, ~region) < occ.psnr_in(a, b, region)
+    assert measure.psnr_in(a, b, region) == pytest.approx(10 * math.log10(255 ** 2 / 100))
+    assert measure.mad_in(a, b, region) == pytest.approx(10.0)
+    assert measure.psnr_in(a, b, ~region) < measure.psnr_in(a, b, region)
     half = region.copy()
     half[10:20, 20:30] = False
     b[10:20, 20:30] = a[10:20, 20:30]  # half the region back to the input: MSE halves
-    assert occ.psnr_in(a, b, region) == pytest.approx(10 * math.log10(255 ** 2 / 50))
-    assert occ.mad_in(a, b, region) == pytest.approx(5.0)
+    assert measure.psnr_in(a, b, region) == pytest.approx(10 * math.log10(255 ** 2 / 50))
+    assert measure.mad_in(a, b, region) == pytest.approx(5.0)
     empty = np.zeros((40, 50), bool)
-    assert math.isnan(occ.psnr_in(a, b, empty)) and math.isnan(occ.mad_in(a, b, empty))
-    assert occ.psnr_in(np.zeros_like(a), np.full_like(a, 255), region) == 0.0  # never negative
+    assert math.isnan(measure.psnr_in(a, b, empty)) and math.isnan(measure.mad_in(a, b, empty))
+    assert measure.psnr_in(np.zeros_like(a), np.full_like(a, 255), region) == 0.0  # never negative
 
 
-def test_edge_pixels_scale_with_the_face(occ):
-    assert occ.edge_pixels(290) == (3, 2, 8)  # person_a at 512x512: the brief's pixels
-    assert occ.edge_pixels(580) == (6, 4, 16)
-    assert occ.edge_pixels(20) == (1, 1, 2)  # never below a pixel, the ring never empty
+def test_edge_pixels_scale_with_the_face(measure):
+    assert measure.edge_pixels(290) == (3, 2, 8)  # person_a at 512x512: the brief's pixels
+    assert measure.edge_pixels(580) == (6, 4, 16)
+    assert measure.edge_pixels(20) == (1, 1, 2)  # never below a pixel, the ring never empty
 
 
-def test_regions_partition_the_face_around_the_occluder(occ):
+def test_regions_partition_the_face_around_the_occluder(measure):
     import cv2
 
     h = w = 200
@@ -65,7 +78,7 @@ def test_regions_partition_the_face_around_the_occluder(occ):
     face = face > 0
     alpha = np.zeros((h, w), np.float32)
     cv2.circle(alpha, (100, 150), 30, 1.0, -1)  # reaches below the face's oval
-    reg = occ.regions(alpha, face, (3, 2, 8))
+    reg = measure.regions(alpha, face, (3, 2, 8))
     occluder = alpha >= 0.5
     assert reg["core"].any() and reg["ring"].any() and reg["rest"].any()
     assert reg["background"].any() and reg["band"].any()
@@ -82,30 +95,31 @@ def test_regions_partition_the_face_around_the_occluder(occ):
     assert not (reg["core"] & (yy > 190 + 8)).any()
 
 
-def test_frames_take_the_occluders_in_turn(occ):
-    kinds = [occ.kind_of(i, 60) for i in range(60)]
+def test_frames_take_the_occluders_in_turn(occ, paint):
+    kinds = [paint.kind_of(i, 60) for i in range(60)]
     assert kinds == ["cup"] * 20 + ["microphone"] * 20 + ["hand"] * 20
-    assert [occ.kind_of(i, 12) for i in range(12)] == ["cup"] * 4 + ["microphone"] * 4 + \
+    assert [paint.kind_of(i, 12) for i in range(12)] == ["cup"] * 4 + ["microphone"] * 4 + \
         ["hand"] * 4
-    assert [occ.kind_of(i, 3) for i in range(3)] == list(occ.KINDS)
+    assert [paint.kind_of(i, 3) for i in range(3)] == list(paint.KINDS)
     picks = occ.sheet_picks(kinds)
     assert len(picks) == 6 and picks == sorted(picks)
     assert [kinds[i] for i in picks] == ["cup", "cup", "microphone", "microphone", "hand", "hand"]
     assert occ.sheet_picks(["none", "cup", "hand"]) == [1, 2]
 
 
-def test_swapped_needs_a_change_and_half_of_hulls(occ):
-    assert occ.swapped(20.0, 30.0) and occ.swapped(20.0, None) and occ.swapped(20.0, float("nan"))
-    assert not occ.swapped(10.0, 30.0)  # less than half what hull mode changed
-    assert not occ.swapped(2.0, None)  # within encoding noise: not swapped
-    assert not occ.swapped(float("nan"), 30.0)
+def test_swapped_needs_a_change_and_half_of_hulls(measure):
+    assert measure.swapped(20.0, 30.0) and measure.swapped(20.0, None)
+    assert measure.swapped(20.0, float("nan"))
+    assert not measure.swapped(10.0, 30.0)  # less than half what hull mode changed
+    assert not measure.swapped(2.0, None)  # within encoding noise: not swapped
+    assert not measure.swapped(float("nan"), 30.0)
 
 
 @pytest.mark.parametrize("kind", ["cup", "microphone", "hand"])
-def test_painters_cover_the_face_and_stay_in_the_frame(occ, portrait, kind):
+def test_painters_cover_the_face_and_stay_in_the_frame(paint, portrait, kind):
     image, box = portrait
-    geo = occ.Anchors.from_box(box)
-    out, alpha = occ.paint(kind, image, geo, seed=3)
+    geo = paint.Anchors.from_box(box)
+    out, alpha = paint.paint(kind, image, geo, seed=3)
     assert out.shape == image.shape and out.dtype == np.uint8
     assert alpha.shape == image.shape[:2] and alpha.dtype == np.float32
     assert alpha.min() >= 0.0 and alpha.max() == pytest.approx(1.0, abs=1e-3)
@@ -117,16 +131,16 @@ def test_painters_cover_the_face_and_stay_in_the_frame(occ, portrait, kind):
     assert np.array_equal(out[alpha == 0], image[alpha == 0])  # nothing painted elsewhere
     assert np.abs(out[alpha > 0.99].astype(int) - image[alpha > 0.99]).mean() > 10
     # the same seed paints the same occluder
-    again, alpha2 = occ.paint(kind, image, geo, seed=3)
+    again, alpha2 = paint.paint(kind, image, geo, seed=3)
     assert np.array_equal(again, out) and np.array_equal(alpha2, alpha)
 
 
-def test_painters_where_the_cup_goes(occ, portrait):
+def test_painters_where_the_cup_goes(paint, portrait):
     image, box = portrait
-    geo = occ.Anchors.from_box(box)
-    _, cup = occ.paint("cup", image, geo)
-    _, mic = occ.paint("microphone", image, geo)
-    _, hand = occ.paint("hand", image, geo)
+    geo = paint.Anchors.from_box(box)
+    _, cup = paint.paint("cup", image, geo)
+    _, mic = paint.paint("microphone", image, geo)
+    _, hand = paint.paint("hand", image, geo)
     mouth = tuple(int(round(v)) for v in geo.mouth)
     assert cup[mouth[1] + 20, mouth[0]] > 0.5  # cup and microphone in front of the mouth
     assert mic[mouth[1] + 10, mouth[0]] > 0.5
@@ -137,16 +151,16 @@ def test_painters_where_the_cup_goes(occ, portrait):
     assert all(cup[y, x] == 0 and mic[y, x] == 0 for x, y in eyes)
 
 
-def test_painters_with_the_face_half_out_of_the_frame(occ):
+def test_painters_with_the_face_half_out_of_the_frame(paint):
     frame = np.full((240, 320, 3), 128, np.uint8)
-    geo = occ.Anchors.from_box((220.0, 150.0, 200.0, 240.0))  # leaves at right and bottom
-    for kind in occ.KINDS:
-        out, alpha = occ.paint(kind, frame, geo)
+    geo = paint.Anchors.from_box((220.0, 150.0, 200.0, 240.0))  # leaves at right and bottom
+    for kind in paint.KINDS:
+        out, alpha = paint.paint(kind, frame, geo)
         assert out.shape == frame.shape and alpha.shape == frame.shape[:2]
         assert 0.0 <= alpha.min() and alpha.max() <= 1.0
 
 
-def test_anchors_from_a_found_face(occ):
+def test_anchors_from_a_found_face(paint):
     rng = np.random.default_rng(0)
     lm = np.zeros((468, 3))
     lm[:, 0], lm[:, 1] = rng.uniform(200, 300, 468), rng.uniform(150, 320, 468)
@@ -154,12 +168,12 @@ def test_anchors_from_a_found_face(occ):
     lm[1, :2], lm[13, :2], lm[14, :2], lm[152, :2] = (250, 250), (250, 280), (250, 290), (250, 330)
     points5 = np.array([[220, 200], [280, 200], [250, 250], [230, 285], [270, 285]], float)
     face = SimpleNamespace(landmarks=lm, detection=SimpleNamespace(points5=points5))
-    geo = occ.Anchors.from_face(face)
+    geo = paint.Anchors.from_face(face)
     assert geo.width == pytest.approx(120.0)
     np.testing.assert_allclose(geo.mouth, (250, 285))
     np.testing.assert_allclose(geo.down, (0, 1), atol=1e-9)  # level eyes
     assert geo.cheek_l[0] < geo.nose[0] < geo.cheek_r[0]
-    hull = occ.hull_mask(geo.hull, (400, 400))
+    hull = paint.hull_mask(geo.hull, (400, 400))
     assert hull[240, 250] and hull[240, 195] and not hull[100, 100]
 
 
