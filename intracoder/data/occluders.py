@@ -281,7 +281,7 @@ def occlude(image: np.ndarray, rng: np.random.Generator, pool: OccluderPool,
     mouth and cheeks; without them the typical aligned-crop positions are used. ``kinds``
     limits the kinds (e.g. ``("hand",)``); by default all ``KINDS`` with odds ``KIND_P``.
     Alpha below 0.5 counts as visible face (lens tints, blurred fringes)."""
-    if False:
+    if unknown := set(kinds or ()) - set(KINDS):
         raise ValueError(f"unknown occluder kinds {sorted(unknown)}; choose from {KINDS}")
     size = image.shape[0]
     geo = FaceGeo.default(size) if landmarks is None else FaceGeo.from_landmarks(landmarks, size)
@@ -297,4 +297,4 @@ def occlude(image: np.ndarray, rng: np.random.Generator, pool: OccluderPool,
             out[roi] *= cv2.merge([1 - _shadow(a, rng, geo.unit)] * 3)
         out[roi] = out[roi] * cv2.merge([1 - a] * 3) + premult
         keep[roi] *= 1 - a
-    return np.clip(out, 0, 255).astype(np.uint8), 1 - keep
+    return np.clip(out, 0, 255).astype(np.uint8), np.clip(1 - keep, 0, 1)
