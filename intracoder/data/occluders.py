@@ -10,7 +10,6 @@ feathered, see-through, and cast a shadow beside it (the image darkens; alpha st
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +17,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from intracoder.data.occluder_library import RESERVED, library_images  # noqa: F401 (RESERVED: re-exported)
 from intracoder.data.occluder_shapes import (AA, SHIFT, FaceGeo, bezier, capsule, choice,
                                              cylinder, draw_hand, draw_object, fill, fix, flat,
                                              gradient, pick, plane, pt, region, rot, shade,
@@ -26,35 +26,11 @@ from intracoder.data.occluder_shapes import (AA, SHIFT, FaceGeo, bezier, capsule
 KINDS = ("object", "hand", "hair", "glasses", "bar")
 KIND_P = (0.30, 0.25, 0.15, 0.10, 0.20)
 _SHADOW_P = {"object": 0.35, "hand": 0.35, "hair": 0.25, "glasses": 0.2, "bar": 0.3}
-RESERVED = ("coffee", "rocket")  # the held-out benchmark's images: never a texture here
-# scikit-image sample files (name without extension). Faces are not textures: astronaut
-# gives only her suit and the flag below her face, and lfw_subset is left out.
-SKIMAGE_TEXTURES = ("astronaut", "chelsea", "camera", "brick", "grass", "gravel", "cell", "ihc",
-                    "hubble_deep_field", "coins", "moon", "page", "text", "color", "horse", "logo",
-                    "motorcycle_left", "retina", "clock_motion", "chessboard_RGB", "microaneurysms")
-# matplotlib sample data; grace_hopper.jpg is a portrait (the demo's face A), so not here.
-MPL_TEXTURES = ("Minduka_Present_Blue_Pack.png", "logo2.png")
-_ROWS = {"astronaut": slice(230, None)}  # only what is below her face
 # BGR: black, dark brown, brown, auburn, blonde, grey hair; silver, gold, gunmetal frames.
 HAIR = np.array([(18, 18, 22), (25, 35, 50), (40, 65, 95), (35, 60, 120), (100, 160, 200),
                  (150, 150, 155)], np.float32)
 METAL = ((190, 190, 195), (60, 150, 200), (120, 120, 125))
 TORTOISE = np.array([30, 75, 135], np.float32)
-
-
-@functools.lru_cache(maxsize=1)
-def library_images() -> tuple[tuple[str, np.ndarray], ...]:
-    """(name, BGR uint8) of every shipped sample image found; read once per process."""
-    import matplotlib.cbook as cbook
-    import skimage.data
-
-    paths = [(f"skimage:{n}", p) for n in SKIMAGE_TEXTURES if n not in RESERVED
-             for p in sorted(Path(skimage.data.__file__).parent.glob(f"{n}.*"))[:1]]
-    paths += [(f"matplotlib:{n}", p) for n in MPL_TEXTURES  # skipping files not shipped
-              if (p := Path(cbook.get_sample_data(n, asfileobj=False))).exists()]
-    found = ((name, cv2.imread(str(path), cv2.IMREAD_COLOR)) for name, path in paths)
-    return tuple((n, img[_ROWS.get(n.split(":")[1], slice(None))]) for n, img in found
-                 if img is not None)
 
 
 def _best_box(img: np.ndarray, ok: np.ndarray, cost: np.ndarray, size: int):
