@@ -17,7 +17,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from intracoder.data.occluder_library import RESERVED, library_images  # noqa: F401 (RESERVED: re-exported)
+# RESERVED is re-exported: the held-out images are part of what this module promises.
+from intracoder.data.occluder_library import RESERVED, library_images  # noqa: F401
 from intracoder.data.occluder_shapes import (AA, SHIFT, FaceGeo, bezier, capsule, choice,
                                              cylinder, draw_hand, draw_object, fill, fix, flat,
                                              gradient, pick, plane, pt, region, rot, shade,
