@@ -97,7 +97,11 @@ def blend_inputs(mode: str, predicted: np.ndarray, hull: np.ndarray, learned: np
 
 
 INNER = 0.06  # what the learned mask leaves out this far inside the hull is an occluder
-RIM = 3.0  # an occluder's edge: grown by this, feathered by half of it (px of a 256-px face)
+RIM = 6.0  # an occluder's edge: grown by this, feathered by half of it (px of a 256-px face)
+MIN_AREA = 0.006  # smaller holes (a nostril, a dark lip corner the net doubts) are face
+# Inside the face an unsure pixel joins an occluder: a generated face painted over the white
+# rim of a cup shows far more than the original face kept beside it.
+OCCLUDER_BELOW = 204
 
 
 def occluders(learned: np.ndarray, hull: np.ndarray, size: int) -> np.ndarray:
@@ -107,12 +111,14 @@ def occluders(learned: np.ndarray, hull: np.ndarray, size: int) -> np.ndarray:
     temple, a jaw line) is the face's outline, not an occluder."""
     inner_k = max(1, int(round(INNER * size)))
     inner = cv2.erode(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inner_k + 1,) * 2))
-    candidate = ((learned < 128) & (hull >= 128)).astype(np.uint8)
+    candidate = ((learned < OCCLUDER_BELOW) & (hull >= 128)).astype(np.uint8)
     seeds = candidate.astype(bool) & (inner >= 128)
     if not seeds.any():
         return np.zeros(hull.shape, bool)
-    n, labels = cv2.connectedComponents(candidate, connectivity=8)
-    return np.isin(labels, np.unique(labels[seeds])) & candidate.astype(bool)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(candidate, connectivity=8)
+    big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= MIN_AREA * max(1, int((hull >= 128).sum())))
+    keep = np.intersect1d(np.unique(labels[seeds]), big)
+    return np.isin(labels, keep[keep > 0]) & candidate.astype(bool)
 
 
 def paste_masks(mode: str, predicted: np.ndarray, hull: np.ndarray, learned: np.ndarray | None,
@@ -129,7 +135,10 @@ def paste_masks(mode: str, predicted: np.ndarray, hull: np.ndarray, learned: np.
     if mode not in ("learned", "learned-predicted"):
         return blend.face_mask(chosen, with_hull, erode_px, blur_px, size), None
     occluded = occluders(learned, hull, size)
-    filled = np.where(occluded, np.maximum(chosen, hull), chosen).astype(np.uint8)
+    # Holes too small to be an occluder are filled too: the hull's own face is swapped there.
+    small = (learned < OCCLUDER_BELOW) & (hull >= 128) & ~occluded & \
+        (cv2.erode(hull, np.ones((9, 9), np.uint8)) >= 128)
+    filled = np.where(occluded | small, np.maximum(chosen, hull), chosen).astype(np.uint8)
     mask = blend.face_mask(filled, with_hull, erode_px, blur_px, size)
     solve = np.maximum(mask, blend.face_mask(None, hull, erode_px, blur_px, size))
     if occluded.any():

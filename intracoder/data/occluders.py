@@ -11,7 +11,6 @@ feathered, see-through, and cast a shadow beside it (the image darkens; alpha st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -19,8 +18,9 @@ import numpy as np
 
 # RESERVED is re-exported: the held-out images are part of what this module promises.
 from intracoder.data.occluder_library import RESERVED, library_images  # noqa: F401
+from intracoder.data.occluder_objects import draw_object
 from intracoder.data.occluder_shapes import (AA, SHIFT, FaceGeo, bezier, capsule, choice,
-                                             cylinder, draw_hand, draw_object, fill, fix, flat,
+                                             cylinder, draw_hand, fill, fix, flat,
                                              gradient, pick, plane, pt, region, rot, shade,
                                              superellipse, tint)
 

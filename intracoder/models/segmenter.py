@@ -41,7 +41,7 @@ class SegmenterConfig:
 
 # small: trains to a useful mask in a few CPU minutes; large: about XSeg's size at 256 px.
 SIZES = {
-    "small": SegmenterConfig(resolution=128, base=16, depth=4, max_channels=128),
+    "small": SegmenterConfig(resolution=96, base=16, depth=4, max_channels=128),
     "large": SegmenterConfig(resolution=256, base=32, depth=6, max_channels=384),
 }
 
