@@ -96,29 +96,32 @@ def blend_inputs(mode: str, predicted: np.ndarray, hull: np.ndarray, learned: np
     return predicted, hull
 
 
-INNER = 0.06  # what the learned mask leaves out this far inside the hull is an occluder
-RIM = 6.0  # an occluder's edge: grown by this, feathered by half of it (px of a 256-px face)
-MIN_AREA = 0.006  # smaller holes (a nostril, a dark lip corner the net doubts) are face
-# Inside the face an unsure pixel joins an occluder: a generated face painted over the white
-# rim of a cup shows far more than the original face kept beside it.
-OCCLUDER_BELOW = 204
+INNER = 0.06  # an occluder reaches this far inside the hull (share of the crop side)
+RIM = 4.0  # an occluder's edge: grown by this, feathered by half of it (px of a 256-px face)
+# Hysteresis, as Canny's edges: an occluder has a core the net is sure of (p < 0.4), at
+# least MIN_CORE of the hull (an eye, a nostril or an open mouth the net doubts is smaller),
+# and takes in every unsure pixel (p < 0.8) connected to it: a generated face painted over
+# the white rim of a cup shows far more than the original face kept beside it.
+SURE_BELOW, UNSURE_BELOW, MIN_CORE = 102, 204, 0.012
 
 
 def occluders(learned: np.ndarray, hull: np.ndarray, size: int) -> np.ndarray:
-    """The occluders of a learned mask: the regions it leaves out that reach well inside the
-    hull (a hand, a cup, a microphone; a hand that enters from the cheek's edge counts as a
-    whole), as a bool mask. What it leaves out only along the hull's edge (hair at the
-    temple, a jaw line) is the face's outline, not an occluder."""
+    """The occluders the learned mask sees in front of the face (a hand, a cup, a
+    microphone), as a bool mask inside the hull; see SURE_BELOW."""
     inner_k = max(1, int(round(INNER * size)))
     inner = cv2.erode(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inner_k + 1,) * 2))
-    candidate = ((learned < OCCLUDER_BELOW) & (hull >= 128)).astype(np.uint8)
-    seeds = candidate.astype(bool) & (inner >= 128)
-    if not seeds.any():
+    in_hull = hull >= 128
+    core = ((learned < SURE_BELOW) & (inner >= 128)).astype(np.uint8)
+    if not core.any():
         return np.zeros(hull.shape, bool)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(candidate, connectivity=8)
-    big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= MIN_AREA * max(1, int((hull >= 128).sum())))
-    keep = np.intersect1d(np.unique(labels[seeds]), big)
-    return np.isin(labels, keep[keep > 0]) & candidate.astype(bool)
+    _, core_labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+    big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= MIN_CORE * max(1, int(in_hull.sum()))) + 1
+    if not len(big):
+        return np.zeros(hull.shape, bool)
+    weak = ((learned < UNSURE_BELOW) & in_hull).astype(np.uint8)
+    _, labels = cv2.connectedComponents(weak, connectivity=8)
+    keep = np.unique(labels[np.isin(core_labels, big)])
+    return np.isin(labels, keep[keep > 0])
 
 
 def paste_masks(mode: str, predicted: np.ndarray, hull: np.ndarray, learned: np.ndarray | None,
@@ -126,26 +129,25 @@ def paste_masks(mode: str, predicted: np.ndarray, hull: np.ndarray, learned: np.
                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(blend mask, Poisson solve mask or None) of one face in its paste crop.
 
-    With a learned mode the face's outline gets the usual erode and feather, but an occluder
-    gets its own narrow rim: the wide feather would either paint the generated face over
-    the occluder's edge or, eroded away from it, leave a band of the original face around
+    A learned mode is the predicted mode (the model's mask within the hull; with
+    learned-predicted, the model's mask times the learned one) with the occluders the mask
+    net sees cut out: so an unoccluded face is swapped exactly as by default. An occluder
+    gets its own narrow rim: the wide feather of the face's outline would either paint the
+    generated face over the occluder's edge or leave a band of the original face around
     it. The Poisson equation is solved over the face with the occluders filled in
     (blend.paste_seamless), so their colours do not bleed into the face."""
     chosen, with_hull = blend_inputs(mode, predicted, hull, learned)
     if mode not in ("learned", "learned-predicted"):
         return blend.face_mask(chosen, with_hull, erode_px, blur_px, size), None
+    base = predicted if mode == "learned" else chosen
+    solve = blend.face_mask(base, hull, erode_px, blur_px, size)
     occluded = occluders(learned, hull, size)
-    # Holes too small to be an occluder are filled too: the hull's own face is swapped there.
-    small = (learned < OCCLUDER_BELOW) & (hull >= 128) & ~occluded & \
-        (cv2.erode(hull, np.ones((9, 9), np.uint8)) >= 128)
-    filled = np.where(occluded | small, np.maximum(chosen, hull), chosen).astype(np.uint8)
-    mask = blend.face_mask(filled, with_hull, erode_px, blur_px, size)
-    solve = np.maximum(mask, blend.face_mask(None, hull, erode_px, blur_px, size))
-    if occluded.any():
-        scale = size / blend.REFERENCE_FACE_SIZE
-        grow = max(1, int(round(RIM * scale)))
-        rim = cv2.dilate(occluded.astype(np.uint8), cv2.getStructuringElement(
-            cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2)).astype(np.float32)
-        rim = cv2.GaussianBlur(rim, (0, 0), max(0.5, RIM * scale / 2.0))
-        mask = np.clip(np.rint(mask * (1.0 - np.minimum(rim * 1.5, 1.0))), 0, 255).astype(np.uint8)
+    if not occluded.any():
+        return solve, None
+    scale = size / blend.REFERENCE_FACE_SIZE
+    grow = max(1, int(round(RIM * scale)))
+    rim = cv2.dilate(occluded.astype(np.uint8), cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2)).astype(np.float32)
+    rim = cv2.GaussianBlur(rim, (0, 0), max(0.5, RIM * scale / 2.0))
+    mask = np.clip(np.rint(solve * (1.0 - np.minimum(rim * 1.5, 1.0))), 0, 255).astype(np.uint8)
     return mask, solve
