@@ -4,13 +4,12 @@ of the clip, a crop with one of its masks tinted, the crops the mask net is leas
 the convert mask modes; nothing without the token. Bad requests: test_studio_masks_input.py;
 the tab in a real browser: test_studio_masks_page.py.
 
-The crops: 12 consecutive frames of one face, from /tmp/m/a (or INTRACODER_MASK_FACES) when
-a faceset is there, else extracted from the bundled clip (conftest's ``facesets``)."""
+The crops: 12 consecutive frames of one face, extracted from the clip rendered from a bundled
+portrait (conftest's ``facesets``)."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -28,7 +27,6 @@ from intracoder.studio.server import STATIC, create_app  # noqa: E402
 
 TOKEN = "masks-test-token"
 BASE = "http://127.0.0.1:7860"
-SAMPLE = Path(os.environ.get("INTRACODER_MASK_FACES", "/tmp/m/a"))
 SQUARE = [{"mode": "include", "points": [[20, 20], [100, 20], [100, 110], [20, 110]]},
           {"mode": "exclude", "points": [[50, 50], [70, 50], [60, 80]]}]
 
@@ -46,10 +44,8 @@ def _copy_faces(source: Path, out: Path, count: int = 12) -> None:
 
 
 @pytest.fixture(scope="session")
-def faces(request) -> Path:
-    if (SAMPLE / "faces.json").is_file() and len(list_faces(SAMPLE)) >= 12:
-        return SAMPLE
-    return request.getfixturevalue("facesets")[0]
+def faces(facesets) -> Path:
+    return facesets[0]
 
 
 def _workspace(root: Path, faces: Path) -> Path:
