@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from intracoder.errors import UserError
-from intracoder.models.segmenter import SIZES, SegmenterConfig
+from intracoder.models.segmenter_config import SIZES, SegmenterConfig
 
 
 @dataclass(frozen=True)

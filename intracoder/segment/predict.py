@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from intracoder.errors import UserError
-from intracoder.models.segmenter import SegmenterConfig
+from intracoder.models.segmenter_config import SegmenterConfig
 from intracoder.segment import store
 
 

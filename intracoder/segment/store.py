@@ -14,7 +14,7 @@ from pathlib import Path
 
 from intracoder.atomic import atomic_path, write_json
 from intracoder.errors import UserError
-from intracoder.models.segmenter import SegmenterConfig
+from intracoder.models.segmenter_config import SegmenterConfig
 
 STATE = "mask.json"
 WEIGHTS = "segmenter.keras"
