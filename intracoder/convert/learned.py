@@ -79,16 +79,10 @@ def into_paste(prob: np.ndarray, seg_matrix: np.ndarray, paste_matrix: np.ndarra
     return np.clip(np.rint(warped * 255.0), 0, 255).astype(np.uint8)
 
 
-def blend_inputs(mode: str, predicted: np.ndarray, hull: np.ndarray, learned: np.ndarray | None
+def blend_inputs(mode: str, predicted: np.ndarray, hull: np.ndarray
                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(mask, hull) to hand blend.face_mask for a resolved ``mode``; it takes their minimum."""
-    if mode in ("learned", "learned-predicted") and learned is None:
-        raise ValueError(f"mask {mode} needs the learned mask")
-    if mode == "learned":
-        return learned, None
-    if mode == "learned-predicted":
-        product = learned.astype(np.float32) * predicted.astype(np.float32) / 255.0
-        return np.clip(np.rint(product), 0, 255).astype(np.uint8), None
+    """(mask, hull) to hand blend.face_mask for a mode without the learned mask; it takes
+    their minimum."""
     if mode == "hull":
         return None, hull
     if mode == "predicted-only":
@@ -136,10 +130,14 @@ def paste_masks(mode: str, predicted: np.ndarray, hull: np.ndarray, learned: np.
     generated face over the occluder's edge or leave a band of the original face around
     it. The Poisson equation is solved over the face with the occluders filled in
     (blend.paste_seamless), so their colours do not bleed into the face."""
-    chosen, with_hull = blend_inputs(mode, predicted, hull, learned)
     if mode not in ("learned", "learned-predicted"):
-        return blend.face_mask(chosen, with_hull, erode_px, blur_px, size), None
-    base = predicted if mode == "learned" else chosen
+        return blend.face_mask(*blend_inputs(mode, predicted, hull), erode_px, blur_px, size), None
+    if learned is None:
+        raise ValueError(f"mask {mode} needs the learned mask")
+    base = predicted
+    if mode == "learned-predicted":
+        product = learned.astype(np.float32) * predicted.astype(np.float32) / 255.0
+        base = np.clip(np.rint(product), 0, 255).astype(np.uint8)
     solve = blend.face_mask(base, hull, erode_px, blur_px, size)
     occluded = occluders(learned, hull, size)
     if not occluded.any():

@@ -37,15 +37,9 @@ class MaskPredictor:
         """N x R x R float32 in [0, 1] (R: the net's resolution) for BGR uint8 crops of
         any one size. Batches are padded to ``batch`` so the net is traced once."""
         res = self.resolution
-        x = np.stack([fit(c, res)[..., ::-1] for c in crops_bgr]).astype(np.float32) / 255.0
-        out = []
-        for start in range(0, len(x), batch):
-            chunk = x[start:start + batch]
-            padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]),
-                                                     np.float32)]) if len(chunk) < batch else chunk
-            logits = np.asarray(self.net.predict_on_batch(padded), np.float32)[:len(chunk), ..., 0]
-            out.append(1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30))))
-        return np.concatenate(out) if out else np.zeros((0, res, res), np.float32)
+        if not len(crops_bgr):
+            return np.zeros((0, res, res), np.float32)
+        return net_probabilities(self.net, np.stack([fit(c, res) for c in crops_bgr]), batch)
 
     def masks(self, crops_bgr: np.ndarray, size: int | None = None, batch: int = 16) -> np.ndarray:
         """N x S x S uint8 (255: visible face) at ``size`` (default: the crops' own)."""
@@ -53,6 +47,20 @@ class MaskPredictor:
         probs = self.probabilities(crops_bgr, batch)
         return np.stack([to_mask(p, size) for p in probs]) if len(probs) else \
             np.zeros((0, size, size), np.uint8)
+
+
+def net_probabilities(net, crops_bgr: np.ndarray, batch: int = 16) -> np.ndarray:
+    """N x R x R float32 in [0, 1] from a segmenter for BGR uint8 crops at its resolution.
+    Short batches are padded to ``batch`` so the net is traced once."""
+    x = crops_bgr[..., ::-1].astype(np.float32) / 255.0
+    out = []
+    for start in range(0, len(x), batch):
+        chunk = x[start:start + batch]
+        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]),
+                                                 np.float32)]) if len(chunk) < batch else chunk
+        logits = np.asarray(net.predict_on_batch(padded), np.float32)[:len(chunk), ..., 0]
+        out.append(1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30))))
+    return np.concatenate(out)
 
 
 def fit(crop: np.ndarray, res: int) -> np.ndarray:

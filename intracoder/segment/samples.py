@@ -35,6 +35,7 @@ class MaskSet:
     targets: np.ndarray  # N x R x R uint8: what training asks for before occluders
     sources: np.ndarray  # N: SYNTHETIC, PROPAGATED or USER
     landmarks: np.ndarray  # N x 468 x 2 float32, crop pixels at resolution R
+    face_type: str = "full"  # how every crop was cut: a mask model learns one face type
 
     def __len__(self) -> int:
         return len(self.names)
@@ -42,7 +43,7 @@ class MaskSet:
     def subset(self, idx) -> "MaskSet":
         idx = np.asarray(idx, int)
         return MaskSet([self.names[i] for i in idx], self.images[idx], self.hulls[idx],
-                       self.targets[idx], self.sources[idx], self.landmarks[idx])
+                       self.targets[idx], self.sources[idx], self.landmarks[idx], self.face_type)
 
 
 def _resize(image: np.ndarray, res: int) -> np.ndarray:
@@ -54,11 +55,12 @@ def load_maskset(folders: list[str | Path], res: int, quiet: bool = False) -> Ma
     paths = [p for f in folders for p in list_faces(f)]
     if not paths:
         raise UserError(f"no face crops in {', '.join(str(f) for f in folders)}: extract faces first")
-    names, images, hulls, targets, sources, marks = [], [], [], [], [], []
+    names, images, hulls, targets, sources, marks, types = [], [], [], [], [], [], set()
     bar = progress(len(paths), unit="face", desc="load", quiet=quiet)
     for path in paths:
         bar.update(1)
         face = read_face(path)
+        types.add(face.meta.face_type)
         size = face.image.shape[0]
         names.append(f"{path.parent.name}/{path.name}")
         images.append(_resize(face.image, res))
@@ -73,8 +75,11 @@ def load_maskset(folders: list[str | Path], res: int, quiet: bool = False) -> Ma
             sources.append(SYNTHETIC)
         marks.append(face.meta.landmarks_in_crop() * (res / size))
     bar.close()
+    if len(types) > 1:
+        raise UserError(f"the facesets hold different face types ({', '.join(sorted(types))}); "
+                        "a mask model learns one: extract them with the same --face-type")
     return MaskSet(names, np.stack(images), np.stack(hulls), np.stack(targets),
-                   np.array(sources, np.int8), np.stack(marks).astype(np.float32))
+                   np.array(sources, np.int8), np.stack(marks).astype(np.float32), types.pop())
 
 
 def split(data: MaskSet, every: int) -> tuple[MaskSet, MaskSet]:

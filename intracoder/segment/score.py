@@ -13,18 +13,10 @@ import numpy as np
 
 from intracoder.segment import samples
 from intracoder.segment.loss import iou
+from intracoder.segment.predict import net_probabilities
 
 BAND = 0.06  # the hull's edge zone the net may redraw, as a share of the crop side
 SURE = 0.9  # a probability this far from 0.5 (or 1 - it) is an opinion, not a guess
-
-
-def _probs(net, images_bgr: np.ndarray, batch: int = 16) -> np.ndarray:
-    x = images_bgr[..., ::-1].astype(np.float32) / 255.0
-    out = []
-    for start in range(0, len(x), batch):
-        logits = np.asarray(net.predict_on_batch(x[start:start + batch]), np.float32)[..., 0]
-        out.append(1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30))))
-    return np.concatenate(out)
 
 
 def score(net, held: samples.MaskSet, pool, res: int, seed: int) -> dict:
@@ -34,8 +26,8 @@ def score(net, held: samples.MaskSet, pool, res: int, seed: int) -> dict:
     rng = np.random.default_rng(seed + 7919)
     pairs = [samples.make_sample(held, i, rng, pool, occlude_share=1.0, augment=False)
              for i in range(len(held))]
-    occluded = _probs(net, np.stack([p[0] for p in pairs]))
-    clean = _probs(net, held.images)
+    occluded = net_probabilities(net, np.stack([p[0] for p in pairs]))
+    clean = net_probabilities(net, held.images)
     occ = [iou(p >= 0.5, t >= 128) for p, (_, t) in zip(occluded, pairs)]
     # What the hull alone scores on the same occluded crops: the bar to beat.
     base = [iou(h >= 128, t >= 128) for h, (_, t) in zip(held.hulls, pairs)]
@@ -62,7 +54,7 @@ def refine_outline(net, data: samples.MaskSet, res: int) -> float:
     changed = total = 0
     for start in range(0, len(todo), 64):
         idx = todo[start:start + 64]
-        probs = _probs(net, data.images[idx])
+        probs = net_probabilities(net, data.images[idx])
         for i, p in zip(idx, probs):
             band = edge_band(data.hulls[i], res)
             target = data.hulls[i].copy()

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from intracoder.faces.faceset import read_meta
 from intracoder.progress import clock, progress
 from intracoder.segment import samples, store
 from intracoder.segment.config import MaskTrainConfig
@@ -58,18 +57,6 @@ def _net(cfg: MaskTrainConfig, state: dict | None, folder: Path):
     return net
 
 
-def _face_type(folders: list[str]) -> str:
-    from intracoder.faces.faceset import list_faces
-
-    types = {read_meta(list_faces(f)[0]).face_type for f in folders if list_faces(f)}
-    if len(types) > 1:
-        from intracoder.errors import UserError
-
-        raise UserError(f"the facesets hold different face types ({', '.join(sorted(types))}); "
-                        "a mask model learns one: extract them with the same --face-type")
-    return types.pop() if types else "full"
-
-
 def _check_resume(cfg: MaskTrainConfig, given: dict, state: dict | None, folder: Path) -> MaskTrainConfig:
     if state is None:
         return cfg
@@ -89,13 +76,13 @@ def train_masks(cfg: MaskTrainConfig, given: dict | None = None, quiet: bool = F
         state = store.read_state(folder)
         cfg = _check_resume(cfg, given or {}, state, folder)
         res = cfg.segmenter().resolution
-        face_type = _face_type(cfg.faces)
         data = samples.load_maskset(cfg.faces, res, quiet=quiet)
         train, held = samples.split(data, cfg.hold_out)
         pool = samples.build_pool(train, cfg.seed)
         net = _net(cfg, state, folder)
         state = state or {"size": cfg.size, "segmenter": cfg.segmenter().__dict__,
-                          "face_type": face_type, "iteration": 0, "seconds": 0.0, "history": []}
+                          "face_type": data.face_type, "iteration": 0, "seconds": 0.0,
+                          "history": []}
         start_iteration, seconds_before = state["iteration"], state["seconds"]
         minutes, iterations = cfg.budget()
         deadline = time.monotonic() + minutes * 60 if minutes else math.inf
